@@ -1,0 +1,1 @@
+"""Flow assembly: bidirectional flows keyed by the canonical 5-tuple plus VLAN."""

@@ -1,0 +1,26 @@
+"""Shared fixtures: where the third-party data lives, and helpers every test module may use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Path of ../shared/data; skips the test with a clear message when it is absent."""
+    if not (SHARED_DATA / "pcaps").is_dir():
+        pytest.skip(f"third-party data not found at {SHARED_DATA} (see README, 'Test data')")
+    return SHARED_DATA
+
+
+def all_shared_pcaps() -> list[Path]:
+    """Every capture under ../shared/data/pcaps (empty when the folder is absent)."""
+    root = SHARED_DATA / "pcaps"
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.rglob("*") if p.suffix in (".pcap", ".pcapng", ".cap"))
