@@ -1,0 +1,1 @@
+"""Offline training package for netwarden (PyTorch); imports the daemon feature code."""
