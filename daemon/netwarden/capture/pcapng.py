@@ -1,0 +1,264 @@
+"""pcapng files: section header check and the compiled block scan.
+
+The scan (a numba kernel, no Python per block) understands section header blocks (either byte
+order; a new section resets the interface table), interface description blocks (link type,
+snap length, ``if_tsresol`` in powers of 10 or of 2, ``if_tsoffset``), enhanced packet blocks,
+simple packet blocks (snap length of interface 0, no timestamp: the previous frame's is reused)
+and the obsolete packet block.  Every other block type (name resolution, interface statistics,
+decryption secrets, custom, ...) is stepped over.  Each frame carries its interface's link type.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+from numba import njit
+
+from .pcapfile import (
+    DONE_BAD,
+    DONE_EOF,
+    MAX_CAPLEN,
+    SKIP_BAD_LENGTH,
+    SKIP_BAD_SECTION,
+    SKIP_EMPTY,
+    SKIP_TRUNCATED,
+    SKIP_UNKNOWN_IF,
+    ST_BAD_POS,
+    ST_DONE,
+    ST_NIF,
+    ST_NREC,
+    ST_POS,
+    ST_PREV_TS,
+    ST_SWAP,
+    CaptureError,
+)
+
+SHB = 0x0A0D0D0A
+IDB = 1
+OPB = 2  # obsolete packet block
+SPB = 3
+EPB = 6
+BOM = 0x1A2B3C4D
+BOM_SWAPPED = 0x4D3C2B1A
+
+MAX_IFACES = 4096  # interfaces past this in one section are ignored (their packets: skips)
+# Columns of the interface table.
+IF_LINKTYPE = 0
+IF_SNAPLEN = 1
+IF_TSRESOL = 2  # raw if_tsresol byte: bit 7 set = 2^-n, else 10^-n
+IF_TSOFFSET = 3  # seconds added to every timestamp
+IF_COLS = 4
+
+OPT_TSRESOL = 9
+OPT_TSOFFSET = 14
+
+
+def new_iface_table() -> npt.NDArray[np.int64]:
+    """An empty interface table for :func:`scan_pcapng`."""
+    return np.zeros((MAX_IFACES, IF_COLS), dtype=np.int64)
+
+
+def check_pcapng_header(head: bytes, *, size: int, path: str) -> None:
+    """Check the first section header block of a pcapng file.
+
+    Args:
+        head: the first 16 (or more) bytes of the file.
+        size: file size in bytes.
+        path: file name, for error messages.
+
+    Raises:
+        CaptureError: bad byte-order magic, impossible block length or unsupported version.
+    """
+    if len(head) < 16:
+        raise CaptureError(f"{path}: truncated pcapng section header ({len(head)} of 28 bytes)")
+    bom = int.from_bytes(head[8:12], "little")
+    if bom not in (BOM, BOM_SWAPPED):
+        raise CaptureError(f"{path}: bad pcapng byte-order magic 0x{bom:08x}")
+    order = "little" if bom == BOM else "big"
+    length = int.from_bytes(head[4:8], order)
+    if length < 28 or length % 4 or length > size:
+        raise CaptureError(
+            f"{path}: impossible pcapng section header length {length} (file size {size})"
+        )
+    major = int.from_bytes(head[12:14], order)
+    minor = int.from_bytes(head[14:16], order)
+    if major != 1:
+        raise CaptureError(f"{path}: unsupported pcapng version {major}.{minor}")
+
+
+@njit(cache=True, inline="always")
+def _rd32(buf: npt.NDArray[np.uint8], p: int, swap: int) -> int:
+    if swap:
+        return (
+            (np.int64(buf[p]) << 24)
+            | (np.int64(buf[p + 1]) << 16)
+            | (np.int64(buf[p + 2]) << 8)
+            | np.int64(buf[p + 3])
+        )
+    return (
+        np.int64(buf[p])
+        | (np.int64(buf[p + 1]) << 8)
+        | (np.int64(buf[p + 2]) << 16)
+        | (np.int64(buf[p + 3]) << 24)
+    )
+
+
+@njit(cache=True, inline="always")
+def _rd16(buf: npt.NDArray[np.uint8], p: int, swap: int) -> int:
+    if swap:
+        return (np.int64(buf[p]) << 8) | np.int64(buf[p + 1])
+    return np.int64(buf[p]) | (np.int64(buf[p + 1]) << 8)
+
+
+@njit(cache=True)
+def _read_idb(buf, body, bend, swap, row):  # type: ignore[no-untyped-def]
+    """Fill one interface-table row from an IDB body (``body`` .. ``bend``)."""
+    row[IF_LINKTYPE] = _rd16(buf, body, swap)
+    row[IF_SNAPLEN] = _rd32(buf, body + 4, swap)
+    row[IF_TSRESOL] = 6  # default: microseconds
+    row[IF_TSOFFSET] = 0
+    p = body + 8
+    while p + 4 <= bend:
+        code = _rd16(buf, p, swap)
+        olen = _rd16(buf, p + 2, swap)
+        if code == 0 or p + 4 + olen > bend:
+            break
+        if code == OPT_TSRESOL and olen >= 1:
+            row[IF_TSRESOL] = buf[p + 4]
+        elif code == OPT_TSOFFSET and olen >= 8:
+            hi = _rd32(buf, p + 8, swap) if not swap else _rd32(buf, p + 4, swap)
+            lo = _rd32(buf, p + 4, swap) if not swap else _rd32(buf, p + 8, swap)
+            row[IF_TSOFFSET] = (hi << 32) | lo
+        p += 4 + ((olen + 3) & ~3)
+
+
+@njit(cache=True)
+def ts_to_ns(raw: int, tsresol: int, offset_s: int) -> int:
+    """Convert a pcapng timestamp in interface units to nanoseconds since the epoch."""
+    v = tsresol & 0x7F
+    if tsresol & 0x80:
+        v = min(v, 62)
+        sec = raw >> v
+        frac = raw & ((np.int64(1) << v) - 1)
+        if v > 33:  # keep frac * 1e9 inside int64
+            frac >>= v - 33
+            v = 33
+        ns = sec * 1_000_000_000 + ((frac * 1_000_000_000) >> v)
+    elif v <= 9:
+        ns = raw * 10 ** (9 - v)
+    else:
+        ns = raw // 10 ** (min(v, 18) - 9)
+    return ns + offset_s * 1_000_000_000
+
+
+@njit(cache=True)
+def scan_pcapng(buf, state, skips, ifaces, limits, out):  # type: ignore[no-untyped-def]
+    """Find up to ``limits[0]`` frames from ``state[ST_POS]``; return how many were stored.
+
+    Arguments as :func:`netwarden.capture.pcapfile.scan_pcap`, with ``ifaces`` the interface
+    table (``new_iface_table()``) in place of the file header.
+    """
+    max_frames, max_span = limits
+    offsets, caplen, wirelen, ts_ns, lt, seq = out
+    size = buf.shape[0]
+    pos = state[ST_POS]
+    start = pos
+    n = 0
+    while n < max_frames and pos - start < max_span:
+        if pos >= size:
+            state[ST_DONE] = DONE_EOF
+            break
+        if pos + 12 > size:
+            skips[SKIP_TRUNCATED] += 1
+            state[ST_DONE] = DONE_EOF
+            break
+        swap = state[ST_SWAP]
+        btype = _rd32(buf, pos, swap)
+        if btype == SHB:
+            bom = _rd32(buf, pos + 8, 0)
+            if bom != BOM and bom != BOM_SWAPPED:
+                skips[SKIP_BAD_SECTION] += 1
+                state[ST_DONE] = DONE_BAD
+                state[ST_BAD_POS] = pos
+                break
+            swap = 0 if bom == BOM else 1
+            state[ST_SWAP] = swap
+            state[ST_NIF] = 0
+        blen = _rd32(buf, pos + 4, swap)
+        if blen < 12 or blen % 4 != 0:
+            skips[SKIP_BAD_LENGTH] += 1
+            state[ST_DONE] = DONE_BAD
+            state[ST_BAD_POS] = pos
+            break
+        if pos + blen > size:
+            skips[SKIP_TRUNCATED] += 1
+            state[ST_DONE] = DONE_EOF
+            break
+        body = pos + 8
+        bend = pos + blen - 4
+        if _rd32(buf, bend, swap) != blen:
+            skips[SKIP_BAD_LENGTH] += 1
+            state[ST_DONE] = DONE_BAD
+            state[ST_BAD_POS] = pos
+            break
+        pos += blen
+        if btype == IDB:
+            nif = state[ST_NIF]
+            if nif < MAX_IFACES and bend - body >= 8:
+                _read_idb(buf, body, bend, swap, ifaces[nif])
+                state[ST_NIF] = nif + 1
+            continue
+        if btype != EPB and btype != OPB and btype != SPB:
+            continue
+        data = np.int64(0)
+        orig = np.int64(0)
+        raw = np.int64(0)
+        ifid = np.int64(0)
+        ts = np.int64(0)
+        if btype == SPB:
+            if bend - body < 4:
+                cap = np.int64(-1)
+            else:
+                orig = _rd32(buf, body, swap)
+                data = body + 4
+                snap = ifaces[0, IF_SNAPLEN]
+                cap = min(orig, bend - data)
+                if snap > 0:
+                    cap = min(cap, snap)
+            ts = state[ST_PREV_TS]
+        else:
+            if bend - body < 20:
+                cap = np.int64(-1)
+            else:
+                ifid = _rd16(buf, body, swap) if btype == OPB else _rd32(buf, body, swap)
+                raw = (_rd32(buf, body + 4, swap) << 32) | _rd32(buf, body + 8, swap)
+                cap = _rd32(buf, body + 12, swap)
+                orig = _rd32(buf, body + 16, swap)
+                data = body + 20
+                if cap > bend - data:
+                    cap = np.int64(-1)
+        if cap < 0 or cap > MAX_CAPLEN:
+            skips[SKIP_BAD_LENGTH] += 1
+            state[ST_DONE] = DONE_BAD
+            state[ST_BAD_POS] = pos - blen
+            break
+        state[ST_NREC] += 1
+        if ifid >= state[ST_NIF]:
+            skips[SKIP_UNKNOWN_IF] += 1
+            continue
+        if cap == 0:
+            skips[SKIP_EMPTY] += 1
+            continue
+        if btype != SPB:
+            row = ifaces[ifid]
+            ts = ts_to_ns(raw, row[IF_TSRESOL], row[IF_TSOFFSET])
+        state[ST_PREV_TS] = ts
+        offsets[n] = data
+        caplen[n] = cap
+        wirelen[n] = orig
+        ts_ns[n] = ts
+        lt[n] = ifaces[ifid, IF_LINKTYPE]
+        seq[n] = state[ST_NREC] - 1
+        n += 1
+    state[ST_POS] = pos
+    return n
