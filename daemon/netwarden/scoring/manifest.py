@@ -1,0 +1,346 @@
+"""The model manifest: what a model directory promises, validated once at load.
+
+A model directory holds ``model.onnx`` and ``manifest.json`` (and optionally
+``threshold.json``, written by ``netwarden calibrate``).  The manifest names the feature
+schema the model was trained on, the ONNX input/output names, the classes, the benign class,
+the alert threshold, the flow-assembly parameters and, optionally, per-feature statistics of
+benign training flows (used to explain alerts).  Every problem is a :class:`ModelError` whose
+message names the file, the key and the rule.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..features.schema import FeatureSchema
+from ..flows.params import FlowParams
+
+MANIFEST_FILE = "manifest.json"
+THRESHOLD_FILE = "threshold.json"
+MANIFEST_FORMAT_VERSION = 1
+
+
+class ModelError(Exception):
+    """A model directory, manifest or ONNX file that cannot be used (one-line message)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaRef:
+    """Identity of the feature schema a model was trained on."""
+
+    id: str
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInputs:
+    """ONNX input names: ``features`` takes float32 ``(n, n_features)`` in schema order."""
+
+    features: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModelOutputs:
+    """ONNX output names: class probabilities ``(n, n_classes)``, optional attributions
+    ``(n, n_features)`` (contribution of each feature towards P(attack); larger = more
+    attack-like)."""
+
+    probabilities: str
+    attributions: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BenignStat:
+    """Percentiles of one feature over the benign training flows."""
+
+    p05: float
+    median: float
+    p95: float
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """Everything the daemon needs to know about a model, validated."""
+
+    format_version: int
+    name: str
+    version: str
+    model_file: str
+    model_sha256: str
+    feature_schema: SchemaRef
+    inputs: ModelInputs
+    outputs: ModelOutputs
+    classes: tuple[str, ...]
+    benign_class: str
+    threshold: float  # alert when 1 - P(benign) >= threshold
+    flow: FlowParams
+    benign_stats: dict[str, BenignStat] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def benign_index(self) -> int:
+        """Column of the benign class in the probabilities output."""
+        return self.classes.index(self.benign_class)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (what :func:`load_manifest` reads back)."""
+        d = asdict(self)
+        d["classes"] = list(self.classes)
+        d["flow"] = self.flow.to_dict()
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class ThresholdOverride:
+    """A calibrated threshold that replaces the manifest's."""
+
+    threshold: float
+    source: str  # free text from the file ("calibrate on ... at FPR 1e-4"), or the path
+    path: Path
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class _Reader:
+    """Typed access to one JSON object; errors name the file and the dotted key."""
+
+    def __init__(self, path: Path, obj: Any, prefix: str = "") -> None:
+        self.path = path
+        self.prefix = prefix
+        if not isinstance(obj, dict):
+            raise self.error(prefix.rstrip(".") or "(top level)", "must be a JSON object")
+        self.obj: dict[str, Any] = obj
+
+    def error(self, key: str, problem: str) -> ModelError:
+        return ModelError(f"{self.path}: key {key!r} {problem}")
+
+    def _get(self, key: str, required: bool) -> Any:
+        if key not in self.obj:
+            if required:
+                raise self.error(self.prefix + key, "is missing")
+            return None
+        return self.obj[key]
+
+    def opt_str(self, key: str, *, required: bool = True) -> str | None:
+        v = self._get(key, required)
+        if v is None and not required:
+            return None
+        if not isinstance(v, str) or not v:
+            raise self.error(self.prefix + key, f"must be a non-empty string, got {v!r}")
+        return v
+
+    def req_str(self, key: str) -> str:
+        v = self.opt_str(key)
+        assert v is not None
+        return v
+
+    def number(self, key: str) -> float:
+        v = self._get(key, True)
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise self.error(self.prefix + key, f"must be a finite number, got {v!r}")
+        return float(v)
+
+    def integer(self, key: str) -> int:
+        v = self._get(key, True)
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise self.error(self.prefix + key, f"must be an integer, got {v!r}")
+        return v
+
+    def sub(self, key: str, *, required: bool = True) -> _Reader | None:
+        v = self._get(key, required)
+        if v is None and not required:
+            return None
+        return _Reader(self.path, v, f"{self.prefix}{key}.")
+
+    def req_sub(self, key: str) -> _Reader:
+        r = self.sub(key)
+        assert r is not None
+        return r
+
+    def free_dict(self, key: str) -> dict[str, Any]:
+        v = self._get(key, False)
+        if v is None:
+            return {}
+        if not isinstance(v, dict):
+            raise self.error(self.prefix + key, f"must be a JSON object, got {type(v).__name__}")
+        return v
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ModelError(f"{path}: file not found") from None
+    except OSError as e:
+        raise ModelError(f"{path}: cannot read: {e.strerror}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ModelError(f"{path}: not valid JSON: {e}") from None
+
+
+def _classes(r: _Reader) -> tuple[str, ...]:
+    v = r.obj.get("classes")
+    if v is None:
+        raise r.error("classes", "is missing")
+    if not isinstance(v, list) or len(v) < 2:
+        raise r.error("classes", f"must be a list of at least 2 class names, got {v!r}")
+    if not all(isinstance(c, str) and c for c in v):
+        raise r.error("classes", "must hold non-empty strings only")
+    if len(set(v)) != len(v):
+        raise r.error("classes", f"has duplicate names: {v!r}")
+    return tuple(v)
+
+
+def _flow(r: _Reader) -> FlowParams:
+    fr = r.req_sub("flow")
+    known = FlowParams.__dataclass_fields__
+    unknown = sorted(set(fr.obj) - set(known))
+    if unknown:
+        raise fr.error(f"flow.{unknown[0]}", f"is not a flow parameter (known: {sorted(known)})")
+    values: dict[str, Any] = {}
+    for k in fr.obj:
+        values[k] = fr.integer(k) if k == "max_flows" else fr.number(k)
+        if values[k] < 0:
+            raise fr.error(f"flow.{k}", f"must be >= 0, got {values[k]!r}")
+    return FlowParams.from_dict(values)
+
+
+def _benign_stats(r: _Reader) -> dict[str, BenignStat]:
+    sr = r.sub("benign_stats", required=False)
+    if sr is None:
+        return {}
+    out: dict[str, BenignStat] = {}
+    for name in sr.obj:
+        fr = sr.req_sub(name)
+        st = BenignStat(fr.number("p05"), fr.number("median"), fr.number("p95"))
+        if not st.p05 <= st.median <= st.p95:
+            raise fr.error(f"benign_stats.{name}", f"must satisfy p05 <= median <= p95, got {st}")
+        out[name] = st
+    return out
+
+
+def _check_sha256(r: _Reader, key: str) -> str:
+    v = r.req_str(key)
+    if len(v) != 64 or any(c not in "0123456789abcdef" for c in v):
+        raise r.error(key, f"must be 64 lowercase hex digits, got {v!r}")
+    return v
+
+
+def parse_manifest(obj: Any, *, path: Path) -> Manifest:
+    """Validate a parsed manifest object (``path`` is only used in error messages)."""
+    r = _Reader(path, obj)
+    fmt = r.integer("format_version")
+    if fmt != MANIFEST_FORMAT_VERSION:
+        raise r.error("format_version", f"is {fmt}; this netwarden reads {MANIFEST_FORMAT_VERSION}")
+    schema = r.req_sub("feature_schema")
+    inputs = r.req_sub("inputs")
+    outputs = r.req_sub("outputs")
+    classes = _classes(r)
+    benign = r.req_str("benign_class")
+    if benign not in classes:
+        raise r.error("benign_class", f"is {benign!r}, which is not in classes {list(classes)}")
+    threshold = r.number("threshold")
+    if not 0.0 <= threshold <= 1.0:
+        raise r.error("threshold", f"must be in [0, 1], got {threshold}")
+    return Manifest(
+        format_version=fmt,
+        name=r.req_str("name"),
+        version=r.req_str("version"),
+        model_file=r.req_str("model_file"),
+        model_sha256=_check_sha256(r, "model_sha256"),
+        feature_schema=SchemaRef(schema.req_str("id"), schema.req_str("hash")),
+        inputs=ModelInputs(inputs.req_str("features")),
+        outputs=ModelOutputs(outputs.req_str("probabilities"),
+                             outputs.opt_str("attributions", required=False)),
+        classes=classes,
+        benign_class=benign,
+        threshold=threshold,
+        flow=_flow(r),
+        benign_stats=_benign_stats(r),
+        metrics=r.free_dict("metrics"),
+        training=r.free_dict("training"),
+    )
+
+
+def check_schema(manifest: Manifest, schema: FeatureSchema, *, path: Path) -> None:
+    """Refuse a model trained on another feature schema (names both schemas).
+
+    Also checks that ``benign_stats`` only names features of the schema.
+    """
+    ref = manifest.feature_schema
+    if ref.id != schema.id or ref.hash != schema.hash:
+        raise ModelError(
+            f"{path}: model feature schema {ref.id} (hash {ref.hash}) does not match the "
+            f"running schema {schema.id} (hash {schema.hash}); retrain or use a matching model"
+        )
+    unknown = sorted(set(manifest.benign_stats) - set(schema.names))
+    if unknown:
+        raise ModelError(f"{path}: key 'benign_stats.{unknown[0]}' is not a feature of "
+                         f"schema {schema.id}")
+
+
+def load_manifest(
+    model_dir: Path | str, *, schema: FeatureSchema | None = None, verify_sha256: bool = True
+) -> Manifest:
+    """Read and validate ``<model_dir>/manifest.json``.
+
+    Args:
+        model_dir: the model directory.
+        schema: when given, refuse a manifest whose feature schema differs.
+        verify_sha256: check ``model_sha256`` against the model file's bytes.
+
+    Raises:
+        ModelError: naming the file, the key and the problem.
+    """
+    d = Path(model_dir)
+    path = d / MANIFEST_FILE
+    if not d.is_dir():
+        raise ModelError(f"{d}: model directory not found")
+    m = parse_manifest(_read_json(path), path=path)
+    if schema is not None:
+        check_schema(m, schema, path=path)
+    model_path = d / m.model_file
+    if not model_path.is_file():
+        raise ModelError(f"{path}: key 'model_file' names {model_path}, which does not exist")
+    if verify_sha256:
+        actual = file_sha256(model_path)
+        if actual != m.model_sha256:
+            raise ModelError(f"{path}: key 'model_sha256' is {m.model_sha256} but {model_path} "
+                             f"has sha256 {actual} (model file replaced or corrupt)")
+    return m
+
+
+def load_threshold_override(path: Path) -> ThresholdOverride:
+    """Read a ``threshold.json``: ``{"threshold": x, "source": "..."}``.
+
+    Raises:
+        ModelError: missing file, bad JSON, or a threshold outside [0, 1].
+    """
+    r = _Reader(path, _read_json(path))
+    t = r.number("threshold")
+    if not 0.0 <= t <= 1.0:
+        raise r.error("threshold", f"must be in [0, 1], got {t}")
+    src = r.obj.get("source")
+    return ThresholdOverride(t, str(src) if src is not None else str(path), path)
+
+
+def find_threshold_override(model_dir: Path, explicit: Path | None) -> ThresholdOverride | None:
+    """The override in force: ``explicit`` (must exist) else ``<model_dir>/threshold.json``."""
+    if explicit is not None:
+        return load_threshold_override(explicit)
+    default = model_dir / THRESHOLD_FILE
+    return load_threshold_override(default) if default.is_file() else None

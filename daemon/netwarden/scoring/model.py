@@ -1,0 +1,269 @@
+"""The scorer: an ONNX Runtime session behind a checked manifest.
+
+:func:`load_model` validates the manifest, refuses a feature-schema mismatch, opens the session
+on the requested execution provider, checks the graph's input/output names and shapes against
+the manifest and the schema, and runs one probe row, so every problem surfaces at load as a
+one-line :class:`~netwarden.scoring.manifest.ModelError`, never mid-stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+from ..features.cic_schema import CIC_SCHEMA
+from ..features.schema import FeatureSchema
+from ..metrics import Metrics
+from .manifest import Manifest, ModelError, find_threshold_override, load_manifest
+
+log = logging.getLogger(__name__)
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+PROVIDER_CHOICES = ("auto", "cpu", "cuda")
+
+# ORT's default logger level (0 verbose .. 4 fatal); 2 = warning is its built-in default.
+_ORT_LOG_WARNING = 2
+_ORT_LOG_FATAL = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Scores:
+    """Model output for n flows."""
+
+    probs: npt.NDArray[np.float32]  # (n, n_classes)
+    attack_score: npt.NDArray[np.float32]  # (n,) = 1 - probs[:, benign]
+    label_idx: npt.NDArray[np.intp]  # (n,) argmax over all classes
+    attack_idx: npt.NDArray[np.intp]  # (n,) argmax over the non-benign classes
+    attributions: npt.NDArray[np.float32] | None  # (n, n_features) when the model has them
+
+    def __len__(self) -> int:
+        return int(self.probs.shape[0])
+
+
+def _session_options(intra_op_threads: int) -> ort.SessionOptions:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = intra_op_threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.log_severity_level = 3  # session-level messages: errors only
+    return so
+
+
+def _open_session(model: bytes, so: ort.SessionOptions, providers: list[str]) -> Any:
+    try:
+        return ort.InferenceSession(model, sess_options=so, providers=providers)
+    except Exception as e:  # ORT raises its own pybind classes (InvalidProtobuf, Fail, ...)
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(f"not a loadable ONNX model: {msg}") from None
+
+
+def _try_cuda(model: bytes, so: ort.SessionOptions) -> Any | None:
+    """A CUDA session, or None when CUDA is listed but does not really work here.
+
+    onnxruntime-gpu lists CUDAExecutionProvider even without a GPU or CUDA libraries; the
+    session then silently runs on CPU after logging a long error, which we silence.
+    """
+    if CUDA not in ort.get_available_providers():
+        return None
+    ort.set_default_logger_severity(_ORT_LOG_FATAL)
+    try:
+        sess = _open_session(model, so, [CUDA, CPU])
+    finally:
+        ort.set_default_logger_severity(_ORT_LOG_WARNING)
+    return sess if sess.get_providers()[0] == CUDA else None
+
+
+def create_session(model: bytes, *, providers: str = "auto", intra_op_threads: int = 1) -> Any:
+    """An InferenceSession on ``providers``: "auto" (CUDA when it works, else CPU), "cpu", "cuda".
+
+    Raises:
+        ModelError: unknown choice, "cuda" unavailable, or bytes that are not an ONNX model.
+    """
+    if providers not in PROVIDER_CHOICES:
+        raise ModelError(f"providers must be one of {PROVIDER_CHOICES}, got {providers!r}")
+    so = _session_options(intra_op_threads)
+    if providers != "cpu":
+        sess = _try_cuda(model, so)
+        if sess is not None:
+            return sess
+        if providers == "cuda":
+            raise ModelError("providers 'cuda' requested but CUDAExecutionProvider does not work "
+                             "here (no GPU, or CUDA/cuDNN libraries missing); use 'auto' or 'cpu'")
+        log.info("CUDA execution provider not usable here; scoring on CPU")
+    return _open_session(model, so, [CPU])
+
+
+def _dims(shape: Any) -> list[int | None]:
+    return [d if isinstance(d, int) else None for d in (shape or [])]
+
+
+def _check_io(sess: Any, m: Manifest, n_features: int) -> None:
+    ins = {i.name: i for i in sess.get_inputs()}
+    outs = {o.name: o for o in sess.get_outputs()}
+    name = m.inputs.features
+    if name not in ins:
+        raise ModelError(f"input {name!r} (manifest inputs.features) not in model inputs "
+                         f"{sorted(ins)}")
+    extra = sorted(set(ins) - {name})
+    if extra:
+        raise ModelError(f"model has inputs {extra} the manifest does not describe")
+    if ins[name].type != "tensor(float)":
+        raise ModelError(f"input {name!r} has type {ins[name].type}; expected tensor(float)")
+    dims = _dims(ins[name].shape)
+    if len(dims) != 2 or dims[1] not in (None, n_features):
+        raise ModelError(f"input {name!r} has shape {ins[name].shape}; expected [batch, "
+                         f"{n_features}] ({n_features} features in the schema)")
+    for key, out in (("probabilities", m.outputs.probabilities),
+                     ("attributions", m.outputs.attributions)):
+        if out is not None and out not in outs:
+            raise ModelError(f"output {out!r} (manifest outputs.{key}) not in model outputs "
+                             f"{sorted(outs)}")
+
+
+def _check_probe(scores: Scores, m: Manifest, n_features: int) -> None:
+    n_classes = len(m.classes)
+    if scores.probs.shape != (1, n_classes):
+        raise ModelError(f"output {m.outputs.probabilities!r} has shape {scores.probs.shape[1:]} "
+                         f"per row; the manifest lists {n_classes} classes")
+    att = scores.attributions
+    if att is not None and att.shape != (1, n_features):
+        raise ModelError(f"output {m.outputs.attributions!r} has shape {att.shape[1:]} per "
+                         f"row; expected ({n_features},)")
+
+
+class Model:
+    """A loaded, checked model.  Use :func:`load_model` to build one."""
+
+    def __init__(self, session: Any, manifest: Manifest, *, n_features: int,
+                 threshold: float, threshold_source: str, metrics: Metrics | None) -> None:
+        self._session = session
+        self.manifest = manifest
+        self.n_features = n_features
+        self.threshold = threshold
+        self.threshold_source = threshold_source
+        self.provider: str = session.get_providers()[0]
+        self._metrics = metrics
+        self._outputs = [manifest.outputs.probabilities]
+        if manifest.outputs.attributions is not None:
+            self._outputs.append(manifest.outputs.attributions)
+        self._benign = manifest.benign_index
+
+    def _empty(self) -> Scores:
+        n_cls = len(self.manifest.classes)
+        att = (np.zeros((0, self.n_features), np.float32)
+               if self.manifest.outputs.attributions is not None else None)
+        return Scores(np.zeros((0, n_cls), np.float32), np.zeros(0, np.float32),
+                      np.zeros(0, np.intp), np.zeros(0, np.intp), att)
+
+    def _run(self, x: npt.NDArray[np.float32]) -> list[Any]:
+        t0 = time.perf_counter()
+        out: list[Any] = self._session.run(self._outputs, {self.manifest.inputs.features: x})
+        if self._metrics is not None:
+            self._metrics.inference_latency.observe(time.perf_counter() - t0)
+            self._metrics.flows_scored.inc(x.shape[0])
+        return out
+
+    def score(self, features: npt.NDArray[np.float32]) -> Scores:
+        """Score ``features`` (float32, shape (n, n_features), schema order).
+
+        Observes ``inference_latency_seconds`` and ``flows_scored`` when built with metrics
+        (the batch size is observed by the batcher).
+        """
+        if features.ndim != 2 or features.shape[1] != self.n_features:
+            raise ValueError(f"features must have shape (n, {self.n_features}), "
+                             f"got {features.shape}")
+        if features.shape[0] == 0:
+            return self._empty()
+        x = np.ascontiguousarray(features, dtype=np.float32)
+        out = self._run(x)
+        probs = np.asarray(out[0], dtype=np.float32)
+        masked = probs.copy()
+        masked[:, self._benign] = -np.inf
+        att = np.asarray(out[1], dtype=np.float32) if len(out) > 1 else None
+        return Scores(probs, (1.0 - probs[:, self._benign]).astype(np.float32),
+                      np.argmax(probs, axis=1), np.argmax(masked, axis=1), att)
+
+
+def _read_model_bytes(model_dir: Path, m: Manifest) -> bytes:
+    path = model_dir / m.model_file
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise ModelError(f"{path}: cannot read: {e.strerror}") from None
+
+
+def _build(model_dir: Path, *, schema: FeatureSchema, providers: str, intra_op_threads: int,
+           threshold_override: Path | None, metrics: Metrics | None) -> Model:
+    m = load_manifest(model_dir, schema=schema)
+    override = find_threshold_override(model_dir, threshold_override)
+    model_path = model_dir / m.model_file
+    try:
+        sess = create_session(_read_model_bytes(model_dir, m), providers=providers,
+                              intra_op_threads=intra_op_threads)
+        _check_io(sess, m, len(schema))
+    except ModelError as e:
+        raise ModelError(f"{model_path}: {e}") from None
+    threshold, source = ((override.threshold, f"{override.path} ({override.source})")
+                         if override is not None else (m.threshold, "manifest"))
+    model = Model(sess, m, n_features=len(schema), threshold=threshold,
+                  threshold_source=source, metrics=None)
+    try:
+        probe = model.score(np.zeros((1, len(schema)), np.float32))
+    except Exception as e:  # ORT runtime errors: shape mismatches inside the graph
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(f"{model_path}: probe inference failed: {first}") from None
+    try:
+        _check_probe(probe, m, len(schema))
+    except ModelError as e:
+        raise ModelError(f"{model_path}: {e}") from None
+    model._metrics = metrics
+    return model
+
+
+def load_model(
+    model_dir: Path | str,
+    *,
+    schema: FeatureSchema = CIC_SCHEMA,
+    providers: str = "auto",
+    threshold_override: Path | None = None,
+    intra_op_threads: int = 1,
+    metrics: Metrics | None = None,
+) -> Model:
+    """Load and check the model in ``model_dir``.
+
+    Args:
+        model_dir: directory with ``manifest.json`` and the model file it names.
+        schema: the running feature schema; a model trained on another one is refused.
+        providers: "auto" (CUDA when it really works, else CPU), "cpu" or "cuda".
+        threshold_override: a ``threshold.json`` to use instead of ``<model_dir>/threshold.json``.
+        intra_op_threads: ORT intra-op threads (1: the pipeline is a single process).
+        metrics: when given, ``model_info`` and ``model_loads`` are set, and :meth:`Model.score`
+            observes inference latency.
+
+    Raises:
+        ModelError: one line naming the file and the problem.
+    """
+    try:
+        model = _build(Path(model_dir), schema=schema, providers=providers,
+                       intra_op_threads=intra_op_threads, threshold_override=threshold_override,
+                       metrics=metrics)
+    except ModelError:
+        if metrics is not None:
+            metrics.model_loads.labels(result="error").inc()
+        raise
+    m = model.manifest
+    log.info("model %s %s loaded from %s on %s, threshold %.4g (%s)", m.name, m.version,
+             model_dir, model.provider, model.threshold, model.threshold_source)
+    if metrics is not None:
+        metrics.model_loads.labels(result="ok").inc()
+        metrics.model_info.info({"name": m.name, "version": m.version,
+                                 "provider": model.provider})
+    return model
