@@ -1,0 +1,435 @@
+"""netwarden's configuration: one TOML file, validated once at load into frozen dataclasses.
+
+The loader is the only validator: every error names the key, the rule and the value
+(``flows.idle_timeout_s: must be > 0, got -3``), unknown keys are errors with a did-you-mean,
+and source/sink URLs are parsed and their scheme checked here.  Interior code trusts a
+:class:`Config`.  Relative paths in the file are relative to the file's folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import ipaddress
+import logging
+import tomllib
+import types
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from .exitcodes import BAD_CONFIG, UserError
+from .flows.params import FlowParams
+from .logsetup import FORMATS, LEVELS
+
+log = logging.getLogger(__name__)
+
+# Schemes known at config time; plug-ins add theirs with :func:`allow_url_scheme`.
+_SOURCE_SCHEMES = {"pcap", "iface", "tshark", "kafka"}
+_SINK_SCHEMES = {"stdout", "file", "kafka"}
+PROVIDERS = ("auto", "cpu", "cuda")
+
+
+class ConfigError(UserError):
+    """The config (or a flag that overrides it) is invalid; the message names key and rule."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, BAD_CONFIG)
+
+
+@dataclass(frozen=True, slots=True)
+class Url:
+    """A parsed source or sink URL.  ``path`` is a file path for pcap/file URLs, the topic
+    for kafka (no leading slash); ``host`` is the interface for iface/tshark, the broker
+    list for kafka."""
+
+    raw: str
+    scheme: str
+    host: str = ""
+    path: str = ""
+    params: Mapping[str, str] = field(default_factory=dict)
+
+
+def allow_url_scheme(kind: str, scheme: str) -> None:
+    """Accept ``scheme`` in ``kind`` ("source" or "sink") URLs from now on."""
+    (_SOURCE_SCHEMES if kind == "source" else _SINK_SCHEMES).add(scheme)
+
+
+def parse_source_url(raw: str, *, key: str = "source.url") -> Url:
+    """Parse a source URL; a plain path is a pcap file.
+
+    >>> parse_source_url("kafka://b1:9092/frames?group=nw").params["group"]
+    'nw'
+    >>> parse_source_url("/tmp/x.pcap").scheme
+    'pcap'
+    """
+    return _parse_url(raw, key=key, schemes=_SOURCE_SCHEMES, plain="pcap")
+
+
+def parse_sink_url(raw: str, *, key: str = "alerts.sinks") -> Url:
+    """Parse a sink URL: ``-`` is stdout, a plain path is a file.
+
+    >>> parse_sink_url("-").scheme
+    'stdout'
+    >>> parse_sink_url("file:///var/log/a.json").path
+    '/var/log/a.json'
+    """
+    if raw == "-":
+        return Url(raw, "stdout")
+    return _parse_url(raw, key=key, schemes=_SINK_SCHEMES, plain="file")
+
+
+def _parse_url(raw: str, *, key: str, schemes: set[str], plain: str) -> Url:
+    if not isinstance(raw, str) or not raw.strip():
+        raise ConfigError(f"{key}: must be a non-empty URL or path, got {_show(raw)}")
+    if "://" not in raw:
+        return Url(raw, plain, path=raw)
+    parts = urlsplit(raw)
+    scheme = parts.scheme.lower()
+    if scheme not in schemes:
+        known = ", ".join(sorted(schemes))
+        raise ConfigError(
+            f"{key}: unknown URL scheme {scheme!r} (expected one of {known}, or a plain path)"
+            f"{_did_you_mean(scheme, schemes)}, got {_show(raw)}"
+        )
+    params = dict(parse_qsl(parts.query, keep_blank_values=True))
+    if scheme in ("pcap", "file"):
+        path = parts.netloc + parts.path  # pcap://rel/a.pcap is the relative path rel/a.pcap
+        if not path:
+            raise ConfigError(f"{key}: a {scheme} URL needs a path, got {_show(raw)}")
+        return Url(raw, scheme, "", path, params)
+    if scheme == "kafka":
+        return Url(raw, scheme, parts.netloc, _kafka_topic(raw, parts.netloc, parts.path, key),
+                   params)
+    if not parts.netloc and not parts.path:
+        raise ConfigError(f"{key}: needs an interface, like {scheme}://eth0, got {_show(raw)}")
+    return Url(raw, scheme, parts.netloc, parts.path, params)
+
+
+def _kafka_topic(raw: str, brokers: str, path: str, key: str) -> str:
+    example = "like kafka://host:9092/topic"
+    if not brokers:
+        raise ConfigError(f"{key}: needs a broker, {example}, got {_show(raw)}")
+    for broker in brokers.split(","):
+        host, _, port = broker.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(
+                f"{key}: each broker must be host:port with a port in 1..65535, {example}, "
+                f"got {_show(raw)}"
+            )
+    topic = path.lstrip("/")
+    if not topic or "/" in topic:
+        raise ConfigError(f"{key}: needs one topic, {example}, got {_show(raw)}")
+    return topic
+
+
+# ---------------------------------------------------------------------------------------------
+# Sections.
+
+
+@dataclass(frozen=True, slots=True)
+class SourceConfig:
+    url: str | None = None  # None: give it with --source (run) or as arguments (replay)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelConfig:
+    dir: Path | None = None  # None: the default model (<repo>/models/*, or the packaged one)
+    providers: str = "auto"
+    threshold: float | None = None  # None: the manifest's calibrated threshold
+
+
+@dataclass(frozen=True, slots=True)
+class FlowsConfig:
+    """Overrides of the model's training flow parameters; None keeps the manifest's value."""
+
+    idle_timeout_s: float | None = None
+    active_timeout_s: float | None = None
+    activity_timeout_s: float | None = None
+    max_flows: int | None = None
+    tcp_close_grace_s: float | None = None
+
+    def apply(self, trained: FlowParams) -> FlowParams:
+        """Return ``trained`` with this section's values, warning about each difference."""
+        changes: dict[str, Any] = {}
+        for name in FlowParams.__dataclass_fields__:
+            value = getattr(self, name, None)
+            if value is None or value == getattr(trained, name):
+                continue
+            if name != "max_flows":  # the table bound does not change how flows are cut
+                log.warning("flows.%s = %s differs from the model's training value %s: "
+                            "served flows will be cut differently from training flows",
+                            name, value, getattr(trained, name))
+            changes[name] = value
+        return dataclasses.replace(trained, **changes)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchingConfig:
+    max_batch: int = 256
+    max_batch_delay_ms: float = 50.0
+
+
+@dataclass(frozen=True, slots=True)
+class AlertsConfig:
+    sinks: tuple[str, ...] = ("-",)
+    flow_log: str = ""  # sink URL for one document per scored flow; "" = off
+    allowlist: tuple[str, ...] = ()
+    community_id_seed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    listen_address: str = "127.0.0.1"
+    port: int = 9108  # 0 = no metrics server
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingConfig:
+    level: str = "info"
+    format: str = "text"
+
+
+def _frozen(d: Mapping[str, Any]) -> Mapping[str, Any]:
+    return types.MappingProxyType(dict(d))
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole validated configuration."""
+
+    source: SourceConfig = SourceConfig()
+    model: ModelConfig = ModelConfig()
+    flows: FlowsConfig = FlowsConfig()
+    batching: BatchingConfig = BatchingConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    logging: LoggingConfig = LoggingConfig()
+    kafka: Mapping[str, Any] = field(default_factory=lambda: _frozen({}))
+    service: Mapping[str, Any] = field(default_factory=lambda: _frozen({}))
+    path: Path | None = None  # the file it was loaded from
+
+    def with_overrides(self, *, source_url: str | None = None, alert_sinks: list[str] | None = None,
+                       model_dir: str | Path | None = None) -> Config:
+        """Apply command-line flags (validated like the file's values; paths relative to cwd)."""
+        cfg = self
+        if source_url is not None:
+            parse_source_url(source_url, key="--source")
+            cfg = dataclasses.replace(cfg, source=SourceConfig(source_url))
+        if alert_sinks is not None:
+            for i, u in enumerate(alert_sinks):
+                parse_sink_url(u, key=f"--alerts[{i}]")
+            cfg = dataclasses.replace(cfg, alerts=dataclasses.replace(
+                cfg.alerts, sinks=tuple(alert_sinks)))
+        if model_dir is not None:
+            cfg = dataclasses.replace(cfg, model=dataclasses.replace(
+                cfg.model, dir=Path(model_dir)))
+        return cfg
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of every section (for ``check-config`` and logs)."""
+        out: dict[str, Any] = {}
+        for name in _SECTIONS:
+            sec = getattr(self, name)
+            out[name] = {k: _plain(getattr(sec, k)) for k in _SECTIONS[name][1]}
+        out["kafka"] = dict(self.kafka)
+        out["service"] = dict(self.service)
+        return out
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, Path):
+        return str(v)
+    if isinstance(v, tuple):
+        return list(v)
+    return v
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation rules: each returns None when the value passes, else the rule it broke.
+
+Rule = Callable[[Any], "str | None"]
+
+
+def _gt(bound: float) -> Rule:
+    return lambda v: None if v > bound else f"must be > {bound:g}"
+
+
+def _between(lo: float, hi: float) -> Rule:
+    return lambda v: None if lo <= v <= hi else f"must be in {lo:g}..{hi:g}"
+
+
+def _one_of(*choices: str) -> Rule:
+    return lambda v: None if v in choices else "must be one of " + ", ".join(map(repr, choices))
+
+
+def _host(v: str) -> str | None:
+    if v and " " not in v and "/" not in v:
+        return None
+    return "must be an IP address or host name"
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    kind: str  # "str", "path", "number", "int", "list" (of strings)
+    rule: Rule | None = None
+    check: Callable[[str, Any], None] | None = None  # raises ConfigError itself (key, value)
+    each: Callable[[str, Any], None] | None = None  # the same for each list element
+
+
+def _check_cidr(key: str, v: Any) -> None:
+    try:
+        ipaddress.ip_network(v, strict=False)
+    except (ValueError, TypeError):
+        raise ConfigError(f"{key}: must be a CIDR like 10.0.0.0/8, got {_show(v)}") from None
+
+
+def _check_sink(key: str, v: Any) -> None:
+    parse_sink_url(v, key=key)
+
+
+def _check_source(key: str, v: Any) -> None:
+    parse_source_url(v, key=key)
+
+
+def _check_flow_log(key: str, v: Any) -> None:
+    if v != "":
+        parse_sink_url(v, key=key)
+
+
+_SECTIONS: dict[str, tuple[type, dict[str, _Key]]] = {
+    "source": (SourceConfig, {"url": _Key("str", check=_check_source)}),
+    "model": (ModelConfig, {
+        "dir": _Key("path"),
+        "providers": _Key("str", _one_of(*PROVIDERS)),
+        "threshold": _Key("number", _between(0.0, 1.0)),
+    }),
+    "flows": (FlowsConfig, {
+        "idle_timeout_s": _Key("number", _gt(0)),
+        "active_timeout_s": _Key("number", _gt(0)),
+        "activity_timeout_s": _Key("number", _gt(0)),
+        "max_flows": _Key("int", _between(1, 1 << 28)),
+        "tcp_close_grace_s": _Key("number", _between(0, 3600)),
+    }),
+    "batching": (BatchingConfig, {
+        "max_batch": _Key("int", _between(1, 65536)),
+        "max_batch_delay_ms": _Key("number", _between(0, 60_000)),
+    }),
+    "alerts": (AlertsConfig, {
+        "sinks": _Key("list", each=_check_sink),
+        "flow_log": _Key("str", check=_check_flow_log),
+        "allowlist": _Key("list", each=_check_cidr),
+        "community_id_seed": _Key("int", _between(0, 65535)),
+    }),
+    "metrics": (MetricsConfig, {
+        "listen_address": _Key("str", _host),
+        "port": _Key("int", _between(0, 65535)),
+    }),
+    "logging": (LoggingConfig, {
+        "level": _Key("str", _one_of(*LEVELS)),
+        "format": _Key("str", _one_of(*FORMATS)),
+    }),
+}
+_PASS_THROUGH = ("kafka", "service")
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Read and validate a TOML config file; None gives the defaults.
+
+    Raises:
+        ConfigError: the file is unreadable, not TOML, or breaks a rule.
+    """
+    if path is None:
+        return Config()
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read config: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: cannot read config: not UTF-8 text") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: not valid TOML: {e}") from None
+    return config_from_dict(data, base_dir=p.resolve().parent, path=p)
+
+
+def config_from_dict(data: Mapping[str, Any], *, base_dir: Path | None = None,
+                     path: Path | None = None) -> Config:
+    """Validate an already parsed TOML document (see :func:`load_config`).
+
+    >>> config_from_dict({"flows": {"idle_timeout_s": 60}}).flows.idle_timeout_s
+    60.0
+    """
+    known = [*_SECTIONS, *_PASS_THROUGH]
+    sections: dict[str, Any] = {}
+    for name, table in data.items():
+        if name not in known:
+            raise ConfigError(f"{name}: unknown section{_did_you_mean(name, known)}")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{name}: must be a table ([{name}]), got {_show(table)}")
+        if name in _PASS_THROUGH:
+            sections[name] = _frozen(table)
+        else:
+            sections[name] = _section(name, table, base_dir)
+    return Config(**sections, path=path)
+
+
+def _section(name: str, table: Mapping[str, Any], base_dir: Path | None) -> Any:
+    cls, keys = _SECTIONS[name]
+    values: dict[str, Any] = {}
+    for key, raw in table.items():
+        full = f"{name}.{key}"
+        if key not in keys:
+            raise ConfigError(f"{full}: unknown key{_did_you_mean(key, list(keys))}")
+        values[key] = _value(full, keys[key], raw, base_dir)
+    return cls(**values)
+
+
+def _value(full: str, spec: _Key, raw: Any, base_dir: Path | None) -> Any:
+    value = _typed(full, spec.kind, raw)
+    if spec.kind == "path":
+        p = Path(value).expanduser()
+        return p if p.is_absolute() or base_dir is None else base_dir / p
+    if spec.kind == "list":
+        if spec.each is not None:
+            for i, item in enumerate(value):
+                spec.each(f"{full}[{i}]", item)
+        return tuple(value)
+    if spec.check is not None:
+        spec.check(full, value)
+    broken = spec.rule(value) if spec.rule is not None else None
+    if broken:
+        raise ConfigError(f"{full}: {broken}, got {_show(raw)}")
+    return value
+
+
+def _typed(full: str, kind: str, raw: Any) -> Any:
+    if kind == "number" and isinstance(raw, int | float) and not isinstance(raw, bool):
+        return float(raw)
+    if kind == "int" and isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    if kind in ("str", "path") and isinstance(raw, str):
+        return raw.lower() if full in ("logging.level",) else raw
+    if kind == "list" and isinstance(raw, list) and all(isinstance(x, str) for x in raw):
+        return raw
+    what = {"number": "a number", "int": "an integer", "str": "a string", "path": "a string",
+            "list": "a list of strings"}[kind]
+    raise ConfigError(f"{full}: must be {what}, got {_show(raw)}")
+
+
+def _did_you_mean(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _show(v: Any) -> str:
+    """A value as the user wrote it in TOML (bools lower case, strings quoted)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, dict):
+        return "a table"
+    return repr(v)
