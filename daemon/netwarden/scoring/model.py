@@ -53,7 +53,9 @@ def _session_options(intra_op_threads: int) -> ort.SessionOptions:
     so.intra_op_num_threads = intra_op_threads
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.log_severity_level = 3  # session-level messages: errors only
+    # Session messages: fatal only.  Errors raise Python exceptions, which we turn into
+    # ModelError (load) or count (scoring); ORT's own copy on stderr would be noise.
+    so.log_severity_level = _ORT_LOG_FATAL
     return so
 
 
@@ -97,7 +99,7 @@ def create_session(model: bytes, *, providers: str = "auto", intra_op_threads: i
         if providers == "cuda":
             raise ModelError("providers 'cuda' requested but CUDAExecutionProvider does not work "
                              "here (no GPU, or CUDA/cuDNN libraries missing); use 'auto' or 'cpu'")
-        log.info("CUDA execution provider not usable here; scoring on CPU")
+        log.debug("CUDA execution provider not usable here; scoring on CPU")
     return _open_session(model, so, [CPU])
 
 
@@ -260,8 +262,11 @@ def load_model(
             metrics.model_loads.labels(result="error").inc()
         raise
     m = model.manifest
-    log.info("model %s %s loaded from %s on %s, threshold %.4g (%s)", m.name, m.version,
-             model_dir, model.provider, model.threshold, model.threshold_source)
+    note = (" (CUDA listed but not usable here)"
+            if providers == "auto" and model.provider == CPU
+            and CUDA in ort.get_available_providers() else "")
+    log.info("model %s %s loaded from %s on %s%s, threshold %.4g (%s)", m.name, m.version,
+             model_dir, model.provider, note, model.threshold, model.threshold_source)
     if metrics is not None:
         metrics.model_loads.labels(result="ok").inc()
         metrics.model_info.info({"name": m.name, "version": m.version,
