@@ -1,0 +1,39 @@
+"""Feature-space augmentation for scarce classes: within-class mixup plus Gaussian jitter.
+
+Works in standardised (z) space, where one unit is one training standard deviation, so the
+jitter scale means the same for every feature.  Only classes with fewer than ``rare_below``
+training rows are grown, up to ``target_rows``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from .config import AugmentConfig
+
+F32 = npt.NDArray[np.float32]
+
+
+def augment(
+    z: F32, y: npt.NDArray[np.int64], cfg: AugmentConfig, rng: np.random.Generator
+) -> tuple[F32, npt.NDArray[np.int64]]:
+    """Return extra synthetic rows (only the new ones) for the rare classes of ``y``."""
+    new_z: list[F32] = []
+    new_y: list[npt.NDArray[np.int64]] = []
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        if len(idx) >= cfg.rare_below or len(idx) == 0:
+            continue
+        k = max(0, cfg.target_rows - len(idx))
+        a = z[rng.choice(idx, k)]
+        if cfg.mixup and len(idx) > 1:
+            b = z[rng.choice(idx, k)]
+            lam = rng.uniform(0.0, 1.0, (k, 1)).astype(np.float32)
+            a = lam * a + (1 - lam) * b
+        a = a + rng.normal(0.0, cfg.jitter_std, a.shape).astype(np.float32)
+        new_z.append(a.astype(np.float32))
+        new_y.append(np.full(k, c, dtype=np.int64))
+    if not new_z:
+        return np.zeros((0, z.shape[1]), np.float32), np.zeros(0, np.int64)
+    return np.concatenate(new_z), np.concatenate(new_y)

@@ -1,0 +1,119 @@
+"""Export a trained Classifier to ONNX, check parity against torch, and quantise to INT8."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import onnx
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from .model import Classifier, attack_attributions
+from .onnx_graph import GraphSpec, Layer, build
+
+log = logging.getLogger(__name__)
+
+
+def _np(t: torch.Tensor) -> npt.NDArray[np.float32]:
+    return t.detach().cpu().numpy().astype(np.float32)
+
+
+def layers_of(model: Classifier) -> list[Layer]:
+    """Walk the Sequential body: fold batch norm into the Linear before it, skip dropout."""
+    out: list[Layer] = []
+    w = b = None
+    ln = None
+    for m in model.body:
+        if isinstance(m, nn.Linear):
+            if w is not None:
+                out.append(Layer(w, b, "", ln))  # type: ignore[arg-type]
+            w, b, ln = _np(m.weight), _np(m.bias), None
+        elif isinstance(m, nn.BatchNorm1d):
+            s = _np(m.weight) / np.sqrt(_np(m.running_var) + m.eps)
+            w, b = w * s[:, None], (b - _np(m.running_mean)) * s + _np(m.bias)  # type: ignore[operator]
+        elif isinstance(m, nn.LayerNorm):
+            ln = (_np(m.weight), _np(m.bias), float(m.eps))
+        elif isinstance(m, nn.ReLU | nn.Tanh | nn.SiLU):
+            name = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.SiLU: "silu"}[type(m)]
+            out.append(Layer(w, b, name, ln))  # type: ignore[arg-type]
+            w = b = ln = None
+    out.append(Layer(w, b, "", ln))  # type: ignore[arg-type]
+    return out
+
+
+def to_onnx(
+    model: Classifier, *, benign: int, z_ref: npt.NDArray[np.float32], opset: int,
+    attributions: bool,
+) -> onnx.ModelProto:
+    """The ONNX model for a trained (eval-mode) classifier."""
+    model.eval()
+    spec = GraphSpec(
+        mean=_np(model.pre.mean), inv_std=_np(model.pre.inv_std), clip=model.pre.clip,
+        layers=layers_of(model), benign=benign, z_ref=z_ref.astype(np.float32), opset=opset,
+        attributions=attributions,
+    )
+    return build(spec)
+
+
+def session(path: Path) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1  # the box is shared; a tiny MLP gains nothing from threads
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def run_onnx(sess: ort.InferenceSession, x: np.ndarray) -> list[np.ndarray]:
+    """All outputs for raw features, in batches of 8192 rows."""
+    outs: list[list[np.ndarray]] = []
+    for i in range(0, max(1, len(x)), 8192):
+        outs.append(sess.run(None, {"features": x[i : i + 8192].astype(np.float32)}))
+    return [np.concatenate([o[k] for o in outs]) for k in range(len(outs[0]))]
+
+
+def parity(
+    model: Classifier, sess: ort.InferenceSession, x: np.ndarray, *, benign: int,
+    z_ref: np.ndarray, tol: float,
+) -> dict[str, float]:
+    """Max abs difference between torch and ONNX Runtime; raises when above ``tol``."""
+    model.eval()
+    xt = torch.from_numpy(x.astype(np.float32))
+    with torch.no_grad():
+        p_t = torch.softmax(model(xt), dim=1).numpy()
+    outs = run_onnx(sess, x)
+    res = {"rows": int(len(x)), "probabilities_max_abs_diff": float(np.abs(outs[0] - p_t).max())}
+    if len(outs) > 1:
+        a_t = attack_attributions(model, xt, benign=benign, z_ref=torch.from_numpy(z_ref)).numpy()
+        res["attributions_max_abs_diff"] = float(np.abs(outs[1] - a_t).max())
+    worst = max(v for k, v in res.items() if k != "rows")
+    if worst > tol:
+        raise AssertionError(f"ONNX parity: max abs diff {worst:.3g} > tolerance {tol:g}: {res}")
+    return res
+
+
+def quantize(src: Path, dst: Path) -> None:
+    """Dynamic INT8 quantisation of every MatMul weight (activations stay float)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+
+
+def speed(sess: ort.InferenceSession, x: np.ndarray, *, repeats: int = 5) -> float:
+    """Best-of-``repeats`` rows per second on one thread (a figure for the report only)."""
+    feed = {"features": x.astype(np.float32)}
+    sess.run(None, feed)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        sess.run(None, feed)
+        best = min(best, time.perf_counter() - t0)
+    return len(x) / best
+
+
+def save(model_proto: onnx.ModelProto, path: Path) -> dict[str, Any]:
+    onnx.save(model_proto, str(path))
+    return {"bytes": path.stat().st_size}
