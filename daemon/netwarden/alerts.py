@@ -1,0 +1,153 @@
+"""The alert policy: scores in, ECS alert documents (and optionally a flow log) out.
+
+A flow alerts when ``1 - P(benign) >= threshold`` and neither endpoint is in an allowlisted
+CIDR (allowlisted would-be alerts are counted in ``alerts_suppressed{reason="allowlist"}``).
+Thresholding and the allowlist are vectorised over the batch; Python dicts are built only for
+the rows that become documents.  The document format is described in docs/alerts.md.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .alerts_ecs import flow_fields
+from .alerts_reasons import Explainer, message
+from .features.cic_schema import CIC_SCHEMA
+from .features.schema import FeatureSchema
+from .flows.params import EndedFlows
+from .metrics import Metrics
+from .scoring.manifest import Manifest
+from .scoring.model import Scores
+
+_ONES = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
+_V4_MAPPED = 0xFFFF_0000_0000
+
+
+def _halves(x: int) -> tuple[np.uint64, np.uint64]:
+    return np.uint64(x >> 64), np.uint64(x & 0xFFFF_FFFF_FFFF_FFFF)
+
+
+def parse_cidr(cidr: str) -> tuple[np.uint64, np.uint64, np.uint64, np.uint64]:
+    """(net_hi, net_lo, mask_hi, mask_lo) of a CIDR in the IPv4-mapped 128-bit space.
+
+    >>> [hex(int(v)) for v in parse_cidr("10.0.0.0/8")]
+    ['0x0', '0xffff0a000000', '0xffffffffffffffff', '0xffffffffff000000']
+    """
+    try:
+        net = ipaddress.ip_network(cidr, strict=False)
+    except ValueError as e:
+        raise ValueError(f"allowlist CIDR {cidr!r} is not valid: {e}") from None
+    if net.version == 4:
+        addr, plen = _V4_MAPPED | int(net.network_address), 96 + net.prefixlen
+    else:
+        addr, plen = int(net.network_address), net.prefixlen
+    mask = ((1 << 128) - 1) ^ ((1 << (128 - plen)) - 1)
+    return (*_halves(addr), *_halves(mask))
+
+
+class AlertPolicy:
+    """Turns scored flows into alert documents (and flow-log documents when asked).
+
+    Args:
+        manifest: the model's manifest (classes, benign class, benign statistics, name).
+        threshold: alert when ``1 - P(benign) >= threshold`` (the model's threshold in force).
+        allowlist_cidrs: flows with either endpoint in one of these never alert.
+        emit_flows: also return one flow-log document per flow.
+        community_id_seed: Community ID seed (0 is the spec's default).
+        schema: the running feature schema (feature names and units for reasons).
+        metrics: counts alerts by label and suppressed alerts by reason.
+        top_k: reasons per alert.
+    """
+
+    def __init__(self, manifest: Manifest, *, threshold: float,
+                 allowlist_cidrs: Sequence[str] = (), emit_flows: bool = False,
+                 community_id_seed: int = 0, schema: FeatureSchema = CIC_SCHEMA,
+                 metrics: Metrics | None = None, top_k: int = 3) -> None:
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+        if not 0 <= community_id_seed <= 0xFFFF:
+            raise ValueError(f"community_id_seed must be in [0, 65535], got {community_id_seed}")
+        self.manifest = manifest
+        self.threshold = threshold
+        self.emit_flows = emit_flows
+        self.seed = community_id_seed
+        self.top_k = top_k
+        self._metrics = metrics
+        self._allow = [parse_cidr(c) for c in allowlist_cidrs]
+        self._explainer = Explainer.build(manifest, schema)
+        self._model = {"name": manifest.name, "version": manifest.version}
+
+    def allowlisted(self, meta: npt.NDArray[np.void]) -> npt.NDArray[np.bool_]:
+        """Rows whose source or destination lies in an allowlisted CIDR."""
+        hit = np.zeros(meta.shape[0], dtype=bool)
+        for net_hi, net_lo, m_hi, m_lo in self._allow:
+            for side in ("src", "dst"):
+                hit |= (((meta[f"{side}_hi"] & m_hi) == net_hi)
+                        & ((meta[f"{side}_lo"] & m_lo) == net_lo))
+        return hit
+
+    def documents(self, flows: EndedFlows, scores: Scores) -> tuple[list[dict[str, Any]],
+                                                                    list[dict[str, Any]]]:
+        """Alert documents and flow-log documents (empty unless ``emit_flows``)."""
+        over = scores.attack_score >= self.threshold  # NaN scores never alert
+        allow = self.allowlisted(flows.meta) & over if self._allow else np.zeros_like(over)
+        alert = over & ~allow
+        idx = np.flatnonzero(alert)
+        reasons, method = self._explainer.reasons(
+            flows.features[idx],
+            scores.attributions[idx] if scores.attributions is not None else None,
+            k=self.top_k)
+        rows = flows.meta.tolist()
+        alerts = [self._alert_doc(rows[i], scores, int(i), reasons[j], method)
+                  for j, i in enumerate(idx)]
+        self._count(alerts, int(allow.sum()))
+        flow_log: list[dict[str, Any]] = []
+        if self.emit_flows:
+            by_row = dict(zip(idx.tolist(), reasons, strict=True))
+            flow_log = [self._flow_doc(rows[i], scores, i, bool(alert[i]), bool(allow[i]),
+                                       by_row.get(i), method) for i in range(len(flows))]
+        return alerts, flow_log
+
+    def _label(self, scores: Scores, i: int, alert: bool) -> str:
+        idx = scores.attack_idx[i] if alert else scores.label_idx[i]
+        return self.manifest.classes[int(idx)]
+
+    def _scoring(self, scores: Scores, i: int, label: str) -> dict[str, Any]:
+        s = float(scores.attack_score[i])
+        return {"label": label, "score": round(s, 6) if s == s else None,
+                "threshold": self.threshold, "model": dict(self._model)}
+
+    def _alert_doc(self, row: tuple[Any, ...], scores: Scores, i: int,
+                   reasons: list[dict[str, Any]], method: str) -> dict[str, Any]:
+        doc = flow_fields(row, kind="alert", dataset="netwarden.alert", seed=self.seed)
+        label = self._label(scores, i, True)
+        doc["netwarden"].update(self._scoring(scores, i, label), reasons=reasons,
+                                explanation_method=method)
+        doc["message"] = message(label, float(scores.attack_score[i]), reasons)
+        return doc
+
+    def _flow_doc(self, row: tuple[Any, ...], scores: Scores, i: int, alert: bool,
+                  suppressed: bool, reasons: list[dict[str, Any]] | None,
+                  method: str) -> dict[str, Any]:
+        doc = flow_fields(row, kind="event", dataset="netwarden.flow", seed=self.seed)
+        label = self._label(scores, i, alert)
+        doc["netwarden"].update(self._scoring(scores, i, label), alert=alert)
+        if suppressed:
+            doc["netwarden"]["suppressed"] = "allowlist"
+        if reasons is not None:
+            doc["netwarden"].update(reasons=reasons, explanation_method=method)
+        return doc
+
+    def _count(self, alerts: list[dict[str, Any]], suppressed: int) -> None:
+        if self._metrics is None:
+            return
+        for label, n in Counter(a["netwarden"]["label"] for a in alerts).items():
+            self._metrics.alerts.labels(label=label).inc(n)
+        if suppressed:
+            self._metrics.alerts_suppressed.labels(reason="allowlist").inc(suppressed)

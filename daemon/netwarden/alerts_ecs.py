@@ -1,0 +1,152 @@
+"""ECS fields of one ended flow: addresses, times, protocol, Community ID, flow id.
+
+Pure functions over one flow-meta row (``FLOW_META_DTYPE`` converted with ``tolist()``, so
+plain Python ints); :mod:`netwarden.alerts` calls them only for rows that become documents.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import math
+import struct
+from datetime import UTC, datetime
+from typing import Any
+
+from .community_id import PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP
+from .community_id import community_id_packed
+from .flows.params import FLOW_META_DTYPE, EndReason
+
+ECS_VERSION = "8.11.0"
+
+# Positions of the fields in a ``meta[i].tolist()`` tuple.
+F = {name: i for i, name in enumerate(FLOW_META_DTYPE.names or ())}
+
+_TRANSPORT = {PROTO_ICMP: "icmp", 2: "igmp", PROTO_TCP: "tcp", PROTO_UDP: "udp", 47: "gre",
+              50: "esp", 51: "ah", PROTO_ICMPV6: "ipv6-icmp", PROTO_SCTP: "sctp"}
+_PORT_PROTOS = frozenset((PROTO_TCP, PROTO_UDP, PROTO_SCTP))
+_V4_MAPPED = 0xFFFF_0000_0000
+_END_REASONS = {int(r): r.label for r in EndReason}
+
+
+def is_v4_mapped(hi: int, lo: int) -> bool:
+    """True for ``::ffff:a.b.c.d`` (how IPv4 addresses are stored)."""
+    return hi == 0 and (lo >> 32) == 0xFFFF
+
+
+def format_addr(hi: int, lo: int) -> str:
+    """Text form of an address stored as two uint64 halves; IPv4-mapped as a dotted quad.
+
+    >>> format_addr(0, 0xFFFF_0000_0000 | 0x0A000001)
+    '10.0.0.1'
+    >>> format_addr(0x20010DB8_00000000, 1)
+    '2001:db8::1'
+    """
+    if is_v4_mapped(hi, lo):
+        return str(ipaddress.IPv4Address(lo & 0xFFFF_FFFF))
+    return str(ipaddress.IPv6Address((hi << 64) | lo))
+
+
+def packed_addr(hi: int, lo: int) -> bytes:
+    """Network-order bytes: 4 for IPv4(-mapped), 16 otherwise (Community ID input)."""
+    if is_v4_mapped(hi, lo):
+        return struct.pack("!I", lo & 0xFFFF_FFFF)
+    return struct.pack("!QQ", hi, lo)
+
+
+def rfc3339_us(ts_ns: int) -> str:
+    """RFC 3339 UTC with microseconds (truncated) from ns since the epoch.
+
+    >>> rfc3339_us(1_700_000_000_123_456_789)
+    '2023-11-14T22:13:20.123456Z'
+    """
+    sec, ns = divmod(ts_ns, 1_000_000_000)
+    base = datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{base}.{ns // 1000:06d}Z"
+
+
+def flow_id(row: tuple[Any, ...]) -> str:
+    """16 hex digits of blake2b over the direction-free flow key, VLAN and start time (ns).
+
+    The same flow replayed from the same capture gets the same id.
+    """
+    a = (row[F["src_hi"]], row[F["src_lo"]], row[F["sport"]])
+    b = (row[F["dst_hi"]], row[F["dst_lo"]], row[F["dport"]])
+    lo, hi = (a, b) if a <= b else (b, a)
+    key = struct.pack("!QQHQQHBHq", *lo, *hi, row[F["proto"]], row[F["vlan"]],
+                      row[F["first_ts_ns"]])
+    return hashlib.blake2b(key, digest_size=8).hexdigest()
+
+
+def flow_community_id(row: tuple[Any, ...], seed: int) -> str:
+    """Community ID v1 of the flow (ICMP: type and code of its first packet)."""
+    proto = row[F["proto"]]
+    if proto in (PROTO_ICMP, PROTO_ICMPV6):
+        sport, dport = row[F["icmp_type"]], row[F["icmp_code"]]
+    else:
+        sport, dport = row[F["sport"]], row[F["dport"]]
+    return community_id_packed(packed_addr(row[F["src_hi"]], row[F["src_lo"]]),
+                               packed_addr(row[F["dst_hi"]], row[F["dst_lo"]]),
+                               proto, sport, dport, seed=seed)
+
+
+def finite(x: float) -> float | None:
+    """``x`` rounded to 6 significant digits as a JSON-safe float, None when NaN/inf."""
+    v = float(x)
+    return float(f"{v:.6g}") if math.isfinite(v) else None
+
+
+def _endpoint(row: tuple[Any, ...], side: str, ports: bool) -> dict[str, Any]:
+    ip = format_addr(row[F[f"{side}_hi"]], row[F[f"{side}_lo"]])
+    fwd = "fwd" if side == "src" else "bwd"
+    d: dict[str, Any] = {"ip": ip}
+    if ports:
+        d["port"] = row[F["sport" if side == "src" else "dport"]]
+    d["packets"] = row[F[f"{fwd}_packets"]]
+    d["bytes"] = row[F[f"{fwd}_bytes"]]
+    return d
+
+
+def _network(row: tuple[Any, ...], seed: int) -> dict[str, Any]:
+    proto = row[F["proto"]]
+    net: dict[str, Any] = {
+        "transport": _TRANSPORT.get(proto, str(proto)),
+        "iana_number": str(proto),
+        "type": "ipv6" if row[F["ip_version"]] == 6 else "ipv4",
+        "community_id": flow_community_id(row, seed),
+        "packets": row[F["fwd_packets"]] + row[F["bwd_packets"]],
+        "bytes": row[F["fwd_bytes"]] + row[F["bwd_bytes"]],
+    }
+    if row[F["vlan"]]:
+        net["vlan"] = {"id": str(row[F["vlan"]])}
+    return net
+
+
+def flow_fields(row: tuple[Any, ...], *, kind: str, dataset: str, seed: int) -> dict[str, Any]:
+    """The ECS document of one flow, without the ``netwarden`` scoring fields.
+
+    Args:
+        row: one ``FLOW_META_DTYPE`` row as a tuple (``meta[i].tolist()``).
+        kind: ``event.kind`` ("alert" or "event").
+        dataset: ``event.dataset`` ("netwarden.alert" or "netwarden.flow").
+        seed: Community ID seed.
+    """
+    first, last = row[F["first_ts_ns"]], row[F["last_ts_ns"]]
+    fid = flow_id(row)
+    ports = row[F["proto"]] in _PORT_PROTOS
+    doc: dict[str, Any] = {
+        "@timestamp": rfc3339_us(last),
+        "ecs": {"version": ECS_VERSION},
+        "event": {"kind": kind, "category": ["network"], "type": ["connection"],
+                  "module": "netwarden", "dataset": dataset, "id": fid,
+                  "start": rfc3339_us(first), "end": rfc3339_us(last), "duration": last - first},
+        "source": _endpoint(row, "src", ports),
+        "destination": _endpoint(row, "dst", ports),
+        "network": _network(row, seed),
+        "netwarden": {"flow_id": fid,
+                      "end_reason": _END_REASONS.get(row[F["end_reason"]],
+                                                     str(row[F["end_reason"]]))},
+    }
+    if row[F["proto"]] in (PROTO_ICMP, PROTO_ICMPV6):
+        doc["netwarden"]["icmp"] = {"type": row[F["icmp_type"]], "code": row[F["icmp_code"]]}
+    return doc
