@@ -129,3 +129,41 @@ def test_port_in_use_names_the_address() -> None:
             serve_status(Metrics().registry, port=srv.port)
     finally:
         srv.close()
+
+
+def test_settings_are_validated() -> None:
+    from netwarden.exitcodes import UserError
+    from netwarden.service.health import health_from_settings
+
+    h = health_from_settings({})
+    assert h.stall_after_s == 30.0 and h.max_packet_age_s is None
+    assert health_from_settings({"max_packet_age_s": 5}).max_packet_age_s == 5.0
+    with pytest.raises(UserError, match=r"service\.stall_afterr_s: unknown key"):
+        health_from_settings({"stall_afterr_s": 1})
+    with pytest.raises(UserError, match=r"service\.max_packet_age_s: must be a number"):
+        health_from_settings({"max_packet_age_s": "5"})
+    with pytest.raises(UserError, match=r"service\.stall_after_s: must be > 0"):
+        health_from_settings({"stall_after_s": 0})
+
+
+def test_loop_tick_reads_packet_time_and_pets(tmp_path: Path) -> None:
+    from netwarden.service.health import loop_tick
+
+    path = str(tmp_path / "n.sock")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(path)
+    s.settimeout(2)
+    try:
+        m = Metrics()
+        h = Health(stall_after_s=5, max_packet_age_s=2)
+        h.set_source("iface:lo", connected=True)
+        h.set_model("m", loaded=True)
+        tick = loop_tick(h, Watchdog(Notifier(path, watchdog_s=10), h), m)
+        tick(50.0)
+        assert h.report(50.0).live and not h.report(50.0).ready
+        assert s.recv(64) == b"WATCHDOG=1"
+        m.last_packet_ts.set(49.5)
+        tick(50.1)
+        assert h.report(50.1).ready and h.report(50.1).last_packet_age_s == pytest.approx(0.6)
+    finally:
+        s.close()

@@ -18,9 +18,11 @@ systemd asked for, so a stalled pipeline is restarted by ``WatchdogSec`` + ``Res
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..exitcodes import BAD_CONFIG, UserError
 from ..metrics import Metrics
 from .notify import Notifier
 
@@ -168,3 +170,48 @@ def _age(now: float, then: float) -> float | None:
 
 def _round(v: float | None) -> float | None:
     return None if v is None else round(v, 3)
+
+
+def health_from_settings(service: Mapping[str, Any]) -> Health:
+    """Build :class:`Health` from the config's ``[service]`` table (validated here).
+
+    Keys: ``stall_after_s`` (default 30), ``max_packet_age_s`` (0 or absent: not required).
+
+    Raises:
+        UserError: (exit code 3) an unknown key or a value that is not a positive number.
+
+    >>> health_from_settings({"stall_after_s": 10, "max_packet_age_s": 0}).stall_after_s
+    10.0
+    """
+    known = ("stall_after_s", "max_packet_age_s")
+    for key in service:
+        if key not in known:
+            raise UserError(f"service.{key}: unknown key (known: {', '.join(known)})", BAD_CONFIG)
+    values = {k: service.get(k, d) for k, d in zip(known, (30.0, 0.0), strict=True)}
+    for key, v in values.items():
+        if isinstance(v, bool) or not isinstance(v, int | float) or v < 0 or v > 86400:
+            raise UserError(f"service.{key}: must be a number in 0..86400, got {v!r}", BAD_CONFIG)
+    if values["stall_after_s"] == 0:
+        raise UserError("service.stall_after_s: must be > 0, got 0", BAD_CONFIG)
+    return Health(
+        stall_after_s=float(values["stall_after_s"]),
+        max_packet_age_s=float(values["max_packet_age_s"]) or None,
+    )
+
+
+def loop_tick(health: Health, watchdog: Watchdog, metrics: Metrics) -> Callable[[float], None]:
+    """The per-loop callback for the pipeline (``Hooks.on_tick``): beat, packet age, watchdog.
+
+    The time of the last packet is read from ``netwarden_last_packet_timestamp_seconds``,
+    which the pipeline sets whenever frames arrive.
+    """
+    gauge = metrics.last_packet_ts
+
+    def tick(now: float) -> None:
+        health.beat(now)
+        last = next(iter(gauge.collect())).samples[0].value
+        if last > 0:
+            health.saw_packets(last)
+        watchdog.tick(now)
+
+    return tick
