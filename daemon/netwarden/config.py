@@ -211,22 +211,37 @@ class Config:
     service: Mapping[str, Any] = field(default_factory=lambda: _frozen({}))
     path: Path | None = None  # the file it was loaded from
 
-    def with_overrides(self, *, source_url: str | None = None, alert_sinks: list[str] | None = None,
-                       model_dir: str | Path | None = None) -> Config:
-        """Apply command-line flags (validated like the file's values; paths relative to cwd)."""
+    def with_overrides(self, *, source_url: str | None = None,
+                       alert_sinks: list[str] | None = None, flow_log: str | None = None,
+                       model_dir: str | Path | None = None, threshold: float | None = None,
+                       providers: str | None = None) -> Config:
+        """Apply command-line flags (validated like the file's values; paths relative to cwd).
+
+        >>> Config().with_overrides(threshold=0.9).model.threshold
+        0.9
+        """
+        rep = dataclasses.replace
         cfg = self
         if source_url is not None:
             parse_source_url(source_url, key="--source")
-            cfg = dataclasses.replace(cfg, source=SourceConfig(source_url))
+            cfg = rep(cfg, source=SourceConfig(source_url))
         if alert_sinks is not None:
             for i, u in enumerate(alert_sinks):
                 parse_sink_url(u, key=f"--alerts[{i}]")
-            cfg = dataclasses.replace(cfg, alerts=dataclasses.replace(
-                cfg.alerts, sinks=tuple(alert_sinks)))
+            cfg = rep(cfg, alerts=rep(cfg.alerts, sinks=tuple(alert_sinks)))
+        if flow_log is not None:
+            _check_flow_log("--flows-out", flow_log)
+            cfg = rep(cfg, alerts=rep(cfg.alerts, flow_log=flow_log))
+        model = cfg.model
         if model_dir is not None:
-            cfg = dataclasses.replace(cfg, model=dataclasses.replace(
-                cfg.model, dir=Path(model_dir)))
-        return cfg
+            model = rep(model, dir=Path(model_dir))
+        if threshold is not None:
+            model = rep(model, threshold=_value("--threshold", _MODEL_KEYS["threshold"],
+                                                threshold, None))
+        if providers is not None:
+            model = rep(model, providers=_value("--providers", _MODEL_KEYS["providers"],
+                                                providers, None))
+        return rep(cfg, model=model)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of every section (for ``check-config`` and logs)."""
@@ -299,13 +314,14 @@ def _check_flow_log(key: str, v: Any) -> None:
         parse_sink_url(v, key=key)
 
 
+_MODEL_KEYS = {
+    "dir": _Key("path"),
+    "providers": _Key("str", _one_of(*PROVIDERS)),
+    "threshold": _Key("number", _between(0.0, 1.0)),
+}
 _SECTIONS: dict[str, tuple[type, dict[str, _Key]]] = {
     "source": (SourceConfig, {"url": _Key("str", check=_check_source)}),
-    "model": (ModelConfig, {
-        "dir": _Key("path"),
-        "providers": _Key("str", _one_of(*PROVIDERS)),
-        "threshold": _Key("number", _between(0.0, 1.0)),
-    }),
+    "model": (ModelConfig, _MODEL_KEYS),
     "flows": (FlowsConfig, {
         "idle_timeout_s": _Key("number", _gt(0)),
         "active_timeout_s": _Key("number", _gt(0)),
@@ -398,13 +414,28 @@ def _value(full: str, spec: _Key, raw: Any, base_dir: Path | None) -> Any:
         if spec.each is not None:
             for i, item in enumerate(value):
                 spec.each(f"{full}[{i}]", item)
+        if full in _URL_KEYS and base_dir is not None:
+            value = [_absolute_url(v, base_dir, source=False) for v in value]
         return tuple(value)
     if spec.check is not None:
         spec.check(full, value)
+    if full in _URL_KEYS and value and base_dir is not None:
+        value = _absolute_url(value, base_dir, source=full == "source.url")
     broken = spec.rule(value) if spec.rule is not None else None
     if broken:
         raise ConfigError(f"{full}: {broken}, got {_show(raw)}")
     return value
+
+
+_URL_KEYS = ("source.url", "alerts.sinks", "alerts.flow_log")
+
+
+def _absolute_url(raw: str, base_dir: Path, *, source: bool) -> str:
+    """A file URL whose path is relative made relative to ``base_dir`` (the config's folder)."""
+    url = parse_source_url(raw) if source else parse_sink_url(raw)
+    if url.scheme not in ("pcap", "file") or Path(url.path).is_absolute():
+        return raw
+    return str(base_dir / url.path)
 
 
 def _typed(full: str, kind: str, raw: Any) -> Any:

@@ -1,0 +1,390 @@
+"""The pipeline: the one module that knows every stage and moves data between them.
+
+``source -> decode -> flow table -> batcher -> scorer -> alert policy -> sinks``, with metrics
+observing each step.  :class:`Pipeline` runs until the source ends or :meth:`Pipeline.stop` is
+called, then flushes the flow table, drains the batcher and flushes the sinks.  An error
+inside a stage is logged and counted in ``errors{stage}``; the loop goes on with the next
+batch.  Building a pipeline from a config lives in :mod:`netwarden.app_build`.
+
+Delivery hooks (Kafka): every ``commit_interval_s`` (and at the end) the pipeline scores what
+waits in the batcher, flushes the sinks and, if the source has ``commit(watermarks)``, calls it
+with, per partition, the lowest sequence number still needed (every frame below it is fully
+processed: its flow ended and its alerts are acknowledged by the sinks).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+import numpy as np
+
+from .app_pace import Pacer, frame_seq_marks
+from .flows.params import EndedFlows, EndReason
+from .metrics import Metrics
+from .packets import FrameBatch
+from .stages import Document, Sink, Source
+
+log = logging.getLogger(__name__)
+
+_REASONS = tuple(r.label for r in EndReason)
+
+
+@dataclass
+class Stages:
+    """The stage objects a pipeline drives (built by :func:`netwarden.app_build.build_stages`).
+
+    ``model``, ``table``, ``batcher`` and ``policy`` follow the scoring, flows and alerts
+    modules' APIs; ``decode`` is :func:`netwarden.decode.decode`.
+    """
+
+    source: Source
+    decode: Callable[[FrameBatch], tuple[Any, Any]]
+    skip_names: Sequence[str]
+    table: Any  # netwarden.flows.table.FlowTable
+    batcher: Any  # netwarden.scoring.MicroBatcher
+    model: Any  # netwarden.scoring.Model
+    policy: Any  # netwarden.alerts.AlertPolicy
+    sinks: Sequence[Sink]
+    flow_sinks: Sequence[Sink] = ()
+    reloader: Callable[[], tuple[Any, Any]] | None = None  # -> (model, policy) for SIGHUP
+
+
+@dataclass
+class Hooks:
+    """Callbacks for other subsystems (service health, demo, tests); all optional."""
+
+    on_tick: list[Callable[[float], None]] = field(default_factory=list)  # wall time, per loop
+    on_scored: list[Callable[[EndedFlows, Any, list[Document]], None]] = field(
+        default_factory=list)
+    on_commit: list[Callable[[dict[int, int]], None]] = field(default_factory=list)
+
+
+@dataclass
+class Summary:
+    """What a run did (the replay summary; also returned by :meth:`Pipeline.run`)."""
+
+    packets: int = 0
+    bytes: int = 0
+    flows: int = 0
+    flows_by_reason: Counter[str] = field(default_factory=Counter)
+    flows_by_label: Counter[str] = field(default_factory=Counter)
+    alerts_by_label: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    elapsed_s: float = 0.0
+    files: dict[str, int] = field(default_factory=dict)  # frames per input file (file sources)
+
+    @property
+    def alerts(self) -> int:
+        return sum(self.alerts_by_label.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        rate = self.packets / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        return {"packets": self.packets, "bytes": self.bytes, "flows": self.flows,
+                "alerts": self.alerts, "flows_by_reason": dict(self.flows_by_reason),
+                "flows_by_label": dict(self.flows_by_label),
+                "alerts_by_label": dict(self.alerts_by_label), "skipped": dict(self.skipped),
+                "errors": dict(self.errors), "elapsed_s": round(self.elapsed_s, 3),
+                "packets_per_s": round(rate, 1), "files": dict(self.files)}
+
+
+@dataclass(frozen=True)
+class Clock:
+    """Injected time (tests pass fakes): wall seconds, monotonic seconds, sleep."""
+
+    wall: Callable[[], float] = time.time
+    monotonic: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+
+
+class Pipeline:
+    """Moves frames from the source to the sinks.  Not thread-safe: one loop, one thread.
+
+    Args:
+        stages: the stage objects.
+        metrics: where every count goes.
+        realtime: pace frames at capture speed (sleep by packet timestamps).
+        commit_interval_s: how often a live source's progress is committed.
+        hooks: optional callbacks.
+        clock: injected time.
+    """
+
+    def __init__(self, stages: Stages, metrics: Metrics, *, realtime: bool = False,
+                 commit_interval_s: float = 1.0, hooks: Hooks | None = None,
+                 clock: Clock | None = None) -> None:
+        self.s = stages
+        self.m = metrics
+        self.hooks = hooks or Hooks()
+        self.clock = clock or Clock()
+        self.summary = Summary()
+        self._pacer = Pacer(self.clock.monotonic, self._sleep_slice) if realtime else None
+        self._commit_interval_s = commit_interval_s
+        self._last_commit = self.clock.monotonic()
+        self._next_seq: dict[int, int] = {}  # per partition: one past the last frame read
+        self._stopping = False
+        self._reload_requested = False
+        self._finished = False
+        self._logged_errors: set[str] = set()
+
+    # --- control (safe to call from a signal handler) --------------------------------------
+
+    def stop(self) -> None:
+        """Ask the loop to stop after the current batch; :meth:`run` then flushes and returns."""
+        self._stopping = True
+
+    def request_reload(self) -> None:
+        """Ask the loop to reload the model before the next batch (SIGHUP)."""
+        self._reload_requested = True
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT stop the pipeline, SIGHUP reloads the model (main thread only)."""
+        def _stop(signum: int, frame: FrameType | None) -> None:
+            log.info("signal %s: stopping", signal.Signals(signum).name)
+            self.stop()
+
+        def _reload(signum: int, frame: FrameType | None) -> None:
+            self.request_reload()
+
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+        signal.signal(signal.SIGHUP, _reload)
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    def run(self) -> Summary:
+        """Process the source to its end (or until :meth:`stop`), then flush everything."""
+        t0 = self.clock.monotonic()
+        self.m.up.set(1)
+        try:
+            for batch in self.s.source:
+                if self._reload_requested:
+                    self.reload()
+                self._step(batch)
+                self._tick()
+                if self._stopping:
+                    break
+        finally:
+            self.finish()
+            self.m.up.set(0)
+            self.summary.elapsed_s = self.clock.monotonic() - t0
+            self.summary.files.update(getattr(self.s.source, "frames_per_file", {}))
+        return self.summary
+
+    def finish(self) -> None:
+        """End of input or shutdown: flush the table, drain the batcher, flush and commit."""
+        if self._finished:
+            return
+        self._finished = True
+        self._ended(self._guard("flows", lambda: self.s.table.flush(EndReason.END_OF_INPUT)))
+        self._commit()
+        self.m.active_flows.set(self.s.table.active)
+
+    def close(self) -> None:
+        """Close the source and the sinks (after :meth:`run`)."""
+        for closer in (self.s.source.close, *(k.close for k in self._all_sinks())):
+            self._guard("close", closer)
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _step(self, batch: FrameBatch) -> None:
+        if len(batch) == 0:
+            if self.s.source.live:  # a quiet link: idle flows expire on the wall clock
+                now_ns = int(self.clock.wall() * 1e9)
+                self._ended(self._guard("flows", lambda: self.s.table.expire(now_ns)))
+            self._release(self.s.batcher.poll())
+            return
+        chunks = self._pacer.chunks(batch) if self._pacer is not None else iter((batch,))
+        for chunk in chunks:
+            self._frames(chunk)
+            if self._stopping:
+                return
+
+    def _frames(self, batch: FrameBatch) -> None:
+        n = len(batch)
+        nbytes = int(batch.wirelen.sum())
+        self.m.packets.inc(n)
+        self.m.bytes.inc(nbytes)
+        self.m.last_packet_ts.set(self.clock.wall())
+        self.summary.packets += n
+        self.summary.bytes += nbytes
+        for part, nxt in frame_seq_marks(batch).items():
+            self._next_seq[part] = max(nxt, self._next_seq.get(part, 0))
+        decoded = self._guard("decode", lambda: self.s.decode(batch))
+        if decoded is _FAILED:
+            return
+        packets, skips = decoded
+        self._count_skips(skips)
+        self._ended(self._guard("flows", lambda: self.s.table.update(packets)))
+        self.m.active_flows.set(self.s.table.active)
+        self._release(self.s.batcher.poll())
+
+    def _count_skips(self, skips: Any) -> None:
+        for name, count in zip(self.s.skip_names, np.asarray(skips).tolist(), strict=False):
+            if count:
+                self.m.frames_skipped.labels(reason=name).inc(count)
+                self.summary.skipped[name] += count
+
+    def _ended(self, flows: EndedFlows) -> None:
+        if flows is _FAILED or len(flows) == 0:
+            return
+        counts = np.bincount(flows.meta["end_reason"], minlength=len(_REASONS))
+        for reason, count in zip(_REASONS, counts.tolist(), strict=False):
+            if count:
+                self.m.flows_ended.labels(reason=reason).inc(count)
+                self.summary.flows_by_reason[reason] += count
+        self.summary.flows += len(flows)
+        self._release(self.s.batcher.add(flows))
+
+    def _release(self, batches: list[EndedFlows]) -> None:
+        for flows in batches:
+            self._score(flows)
+
+    def _score(self, flows: EndedFlows) -> None:
+        scores = self._guard("scoring", lambda: self.s.model.score(flows.features))
+        if scores is _FAILED:
+            return
+        docs = self._guard("alerts", lambda: self.s.policy.documents(flows, scores))
+        if docs is _FAILED:
+            return
+        alerts, flow_log = docs
+        self._write(self.s.sinks, alerts)
+        if flow_log:
+            self._write(self.s.flow_sinks, flow_log)
+        self._count_labels(flows, scores, alerts)
+        for hook in self.hooks.on_scored:
+            hook(flows, scores, alerts)
+
+    def _count_labels(self, flows: EndedFlows, scores: Any, alerts: list[Document]) -> None:
+        manifest = self.s.model.manifest
+        threshold = float(getattr(self.s.policy, "threshold", self.s.model.threshold))
+        attack = np.asarray(scores.attack_score) >= threshold
+        idx = np.where(attack, scores.attack_idx, manifest.benign_index)
+        for i, count in enumerate(np.bincount(idx, minlength=len(manifest.classes)).tolist()):
+            if count:
+                self.summary.flows_by_label[manifest.classes[i]] += count
+        for doc in alerts:  # the policy counts alerts{label} in the metrics itself
+            self.summary.alerts_by_label[alert_label(doc)] += 1
+
+    def _write(self, sinks: Sequence[Sink], docs: list[Document]) -> None:
+        if not docs:
+            return
+        for sink in sinks:
+            self._guard("sink", lambda sink=sink: sink.write(docs))  # type: ignore[misc]
+
+    def _all_sinks(self) -> list[Sink]:
+        return [*self.s.sinks, *self.s.flow_sinks]
+
+    def _tick(self) -> None:
+        now = self.clock.monotonic()
+        if self.s.source.live and now - self._last_commit >= self._commit_interval_s:
+            self._commit()
+        for hook in self.hooks.on_tick:
+            self._guard("hook", lambda hook=hook: hook(self.clock.wall()))  # type: ignore[misc]
+
+    def _commit(self) -> None:
+        """Score what waits, flush the sinks, then tell the source what is safe to commit."""
+        self._last_commit = self.clock.monotonic()
+        self._release(self.s.batcher.drain())
+        ok = all(self._guard("sink", sink.flush) is not _FAILED for sink in self._all_sinks())
+        if not ok or not self._next_seq:
+            return
+        marks = self.watermarks()
+        commit = getattr(self.s.source, "commit", None)
+        if commit is not None:
+            self._guard("commit", lambda: commit(marks))
+        for hook in self.hooks.on_commit:
+            self._guard("hook", lambda hook=hook: hook(marks))  # type: ignore[misc]
+
+    def watermarks(self) -> dict[int, int]:
+        """Per partition, the lowest frame sequence number still needed by an open flow (or
+        one past the last frame read when no open flow holds frames of the partition)."""
+        marks: dict[int, int] = {}
+        for part, nxt in self._next_seq.items():
+            low = self.s.table.min_open_seq(part)
+            marks[part] = nxt if low is None or low < 0 else min(nxt, int(low))
+        return marks
+
+    def revoke_partitions(self, parts: Sequence[int]) -> None:
+        """A Kafka rebalance took ``parts`` away: end their flows, score, flush, commit."""
+        for part in parts:
+            self._ended(self._guard("flows", lambda part=part: self.s.table.flush_partition(part)))
+        self._commit()
+        for part in parts:
+            self._next_seq.pop(part, None)
+
+    # --- reload ------------------------------------------------------------------------------
+
+    def reload(self) -> bool:
+        """Load the model again and swap it in; on failure keep the running one."""
+        self._reload_requested = False
+        if self.s.reloader is None:
+            log.warning("reload requested but this pipeline has no model loader")
+            self.m.reloads.labels(result="error").inc()
+            return False
+        try:
+            model, policy = self.s.reloader()
+        except Exception as e:  # a broken model must never stop detection: keep the old one
+            log.error("reload failed, keeping model %s: %s", self.s.model.manifest.name, e)
+            self.m.reloads.labels(result="error").inc()
+            return False
+        self._release(self.s.batcher.drain())  # flows queued so far: scored by the old model
+        if model.manifest.flow != self.s.model.manifest.flow:
+            log.warning("the new model was trained with other flow parameters (%s); the "
+                        "running flow table keeps its parameters until restart",
+                        model.manifest.flow)
+        self.s.model, self.s.policy = model, policy
+        self.m.reloads.labels(result="ok").inc()
+        log.info("reloaded model %s %s", model.manifest.name, model.manifest.version)
+        return True
+
+    # --- errors ------------------------------------------------------------------------------
+
+    def _guard(self, stage: str, fn: Callable[[], Any]) -> Any:
+        """Run one stage step; on an exception count ``errors{stage}``, log, return _FAILED."""
+        try:
+            return fn()
+        except Exception as e:  # a stage failure must not stop the loop; counted and logged
+            self.m.errors.labels(stage=stage).inc()
+            self.summary.errors[stage] += 1
+            if stage not in self._logged_errors:  # first time: with traceback
+                self._logged_errors.add(stage)
+                log.exception("error in stage %s", stage)
+            else:
+                log.error("error in stage %s: %s", stage, e)
+            return _FAILED
+
+    def _sleep_slice(self, seconds: float) -> bool:
+        """Sleep up to ``seconds`` (realtime pacing) while flows keep being scored on time;
+        returns False when the pipeline is stopping."""
+        self.clock.sleep(seconds)
+        self._release(self.s.batcher.poll())
+        return not self._stopping
+
+
+_FAILED: Any = object()  # what :meth:`Pipeline._guard` returns when the step raised
+
+
+def alert_label(doc: Document) -> str:
+    """The label of an alert document (``netwarden.label``, else ``rule.name``).
+
+    >>> alert_label({"netwarden": {"label": "PortScan"}})
+    'PortScan'
+    """
+    nw = doc.get("netwarden")
+    if isinstance(nw, dict) and isinstance(nw.get("label"), str):
+        return str(nw["label"])
+    rule = doc.get("rule")
+    if isinstance(rule, dict) and isinstance(rule.get("name"), str):
+        return str(rule["name"])
+    return "unknown"

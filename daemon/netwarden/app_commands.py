@@ -1,0 +1,201 @@
+"""The ``replay``, ``run``, ``check-config`` and ``model info`` subcommands.
+
+Called by :mod:`netwarden.cli` with parsed arguments; each returns an exit code and raises
+user errors (:class:`~netwarden.exitcodes.UserError`, ``CaptureError``, ``ModelError``) for the
+CLI to turn into one log line.  Results go to stdout, summaries to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .app import Hooks, Summary
+from .app_build import build_pipeline
+from .app_sources import PcapSource, capture_paths
+from .config import Config, ConfigError, load_config
+from .exitcodes import OK
+from .logsetup import setup_logging
+from .metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+def apply_logging(args: argparse.Namespace, cfg: Config) -> None:
+    """Use the config's [logging] unless the command line set the level or format."""
+    if cfg.path is None:
+        return
+    setup_logging(getattr(args, "log_level", cfg.logging.level),
+                  getattr(args, "log_format", cfg.logging.format))
+
+
+def replay_config(args: argparse.Namespace) -> Config:
+    """The config a replay runs with: the file (if any), then the flags."""
+    cfg = load_config(args.config)
+    apply_logging(args, cfg)
+    sinks = [args.alerts_out] if args.alerts_out else (list(cfg.alerts.sinks) if args.config
+                                                       else ["-"])
+    return cfg.with_overrides(alert_sinks=sinks, flow_log=args.flows_out, model_dir=args.model,
+                              threshold=args.threshold, providers=args.providers)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """``netwarden replay PCAP...``: alerts as JSON lines, summary on stderr."""
+    cfg = replay_config(args)
+    metrics = Metrics()
+    paths = [p for pattern in args.pcaps for p in capture_paths(pattern)]
+    source = PcapSource(paths, metrics=metrics)
+    server = _serve_metrics(metrics, "127.0.0.1", args.metrics_port) if args.metrics_port else None
+    try:
+        with build_pipeline(cfg, metrics, source=source, realtime=args.realtime) as pipe:
+            pipe.install_signal_handlers()
+            summary = pipe.run()
+    finally:
+        if server is not None:
+            server.close()
+    sys.stdout.flush()
+    sys.stderr.write(format_summary(summary))
+    if args.summary_json:
+        Path(args.summary_json).write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+    return OK
+
+
+def format_summary(s: Summary) -> str:
+    """The human summary of a run (stderr of ``replay``).
+
+    >>> print(format_summary(Summary(packets=10, flows=2, elapsed_s=0.5)), end="")
+    packets 10 (0 bytes), flows 2, alerts 0 in 0.50 s (20 packets/s)
+    """
+    rate = s.packets / s.elapsed_s if s.elapsed_s > 0 else 0.0
+    lines = [f"packets {s.packets} ({s.bytes} bytes), flows {s.flows}, alerts {s.alerts} in "
+             f"{s.elapsed_s:.2f} s ({rate:,.0f} packets/s)"]
+    if s.alerts_by_label:
+        lines.append("alerts by label: " + ", ".join(
+            f"{k} {v}" for k, v in s.alerts_by_label.most_common()))
+    if s.skipped:
+        lines.append("frames skipped: " + ", ".join(
+            f"{k} {v}" for k, v in s.skipped.most_common()))
+    if s.errors:
+        lines.append("errors: " + ", ".join(f"{k} {v}" for k, v in s.errors.most_common()))
+    return "\n".join(lines) + "\n"
+
+
+def _serve_metrics(metrics: Metrics, host: str, port: int, health: Any = None) -> Any:
+    from .service.http import serve_status
+
+    try:
+        return serve_status(metrics.registry, health, host=host, port=port)
+    except OSError as e:
+        raise ConfigError(f"metrics: {e.strerror or e}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# run
+
+
+def _health(cfg: Config) -> Any:
+    from .service.health import Health
+
+    kw = {k: cfg.service[k] for k in ("stall_after_s", "max_packet_age_s") if k in cfg.service}
+    try:
+        return Health(**kw)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"service: {e}") from None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``netwarden run``: the long-running daemon (SIGTERM/SIGINT stop, SIGHUP reloads)."""
+    from .service.health import Watchdog
+    from .service.notify import Notifier
+
+    cfg = load_config(args.config)
+    apply_logging(args, cfg)
+    cfg = cfg.with_overrides(source_url=args.source, alert_sinks=args.alerts,
+                             model_dir=args.model)
+    metrics = Metrics()
+    health = _health(cfg)
+    notifier = Notifier.from_env(os.environ)
+    watchdog = Watchdog(notifier, health)
+    hooks = Hooks()
+    pipe = build_pipeline(cfg, metrics, realtime=args.realtime, hooks=hooks)
+    seen = [0]
+
+    def tick(now: float) -> None:
+        health.beat(now)
+        if pipe.summary.packets != seen[0]:
+            seen[0] = pipe.summary.packets
+            health.saw_packets(now)
+        watchdog.tick(now)
+
+    hooks.on_tick.append(tick)
+    m = pipe.s.model.manifest
+    health.set_source(pipe.s.source.name, connected=True)
+    health.set_model(f"{m.name} {m.version}", loaded=True)
+    health.beat(time.time())
+    server = None
+    with pipe:
+        if cfg.metrics.port:
+            server = _serve_metrics(metrics, cfg.metrics.listen_address, cfg.metrics.port, health)
+        health.export_ready(metrics, time.time)
+        pipe.install_signal_handlers()
+        notifier.ready(f"reading {pipe.s.source.name}")
+        try:
+            summary = pipe.run()
+        finally:
+            notifier.stopping()
+            if server is not None:
+                server.close()
+    log.info("stopped: %s", format_summary(summary).strip().replace("\n", "; "))
+    return OK
+
+
+# ---------------------------------------------------------------------------------------------
+# check-config, model info
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """``netwarden check-config FILE``: "ok" and every resolved key, or the error."""
+    cfg = load_config(args.file)
+    lines = [f"ok: {args.file}"]
+    for section, values in cfg.to_dict().items():
+        for key, value in values.items():
+            shown = "(default from the model)" if value is None and section == "flows" else value
+            lines.append(f"{section}.{key} = {json.dumps(shown, default=str)}")
+    if cfg.source.url is None:
+        lines.append("note: no source.url; 'netwarden run' then needs --source URL")
+    sys.stdout.write("\n".join(lines) + "\n")
+    return OK
+
+
+def cmd_model_info(args: argparse.Namespace) -> int:
+    """``netwarden model info DIR``: the manifest summary (``--json``: the whole manifest)."""
+    from .scoring import load_model
+
+    model = load_model(Path(args.dir), providers="cpu")
+    m = model.manifest
+    if args.json:
+        doc = m.to_dict()
+        doc["threshold_in_force"] = {"value": model.threshold, "source": model.threshold_source}
+        sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
+        return OK
+    classes = ", ".join(f"{c} (benign)" if c == m.benign_class else c for c in m.classes)
+    flow = " ".join(f"{k}={v:g}" for k, v in m.flow.to_dict().items())
+    rows = [
+        ("model", f"{m.name} {m.version}"),
+        ("directory", str(args.dir)),
+        ("file", f"{m.model_file} (sha256 {m.model_sha256[:16]}...)"),
+        ("schema", f"{m.feature_schema.id} (hash {m.feature_schema.hash[:16]}...): matches"),
+        ("classes", classes),
+        ("threshold", f"{model.threshold:.6g} ({model.threshold_source})"),
+        ("flow", flow),
+        ("explains", "attributions" if m.outputs.attributions else "benign statistics"),
+    ]
+    rows += [(f"metric {k}", str(v)) for k, v in sorted(m.metrics.items())]
+    sys.stdout.write("".join(f"{k:<12} {v}\n" for k, v in rows))
+    return OK

@@ -1,0 +1,211 @@
+"""The ``netwarden`` command: argv in, exit code out.
+
+The only module that reads argv and the environment.  Each subcommand registers itself with
+``add_parser(subparsers)`` and sets ``func(args) -> int``; optional subcommand modules (the
+training package's ``train``/``evaluate``/``calibrate``, anything else listed in
+:data:`OPTIONAL_COMMANDS`) are added when they import, and replaced by a stub that explains
+what to install when they do not.  A user error ends with one log line and the exit code from
+:mod:`netwarden.exitcodes`; only internal errors show a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from . import __version__
+from .exitcodes import BAD_CONFIG, BAD_INPUT, INTERNAL, INTERRUPTED, MODEL_ERROR, OK, UserError
+from .logsetup import FORMATS, LEVELS, setup_logging
+
+log = logging.getLogger("netwarden")
+
+# module -> (subcommands it provides, hint when it cannot be imported)
+OPTIONAL_COMMANDS: dict[str, tuple[tuple[str, ...], str]] = {
+    "netwarden_train.cli": (("train", "evaluate", "calibrate"),
+                            "install the training extras: pip install -e '.[train]'"),
+}
+
+
+def add_parser_replay(sub: Any) -> None:
+    p = sub.add_parser("replay", help="score capture files as fast as possible",
+                       description="Read capture files, print alerts as JSON lines (stdout by "
+                       "default) and a summary on stderr.")
+    p.add_argument("pcaps", nargs="+", metavar="PCAP", help="pcap or pcapng files, in order")
+    _model_flags(p)
+    p.add_argument("--config", metavar="FILE", help="TOML config (flows, batching, alerts)")
+    p.add_argument("--alerts-out", metavar="PATH", help="write alerts here instead of stdout")
+    p.add_argument("--flows-out", metavar="PATH", help="also write one document per flow")
+    p.add_argument("--realtime", action="store_true", help="pace at capture speed")
+    p.add_argument("--metrics-port", type=int, default=0, metavar="N",
+                   help="serve /metrics on 127.0.0.1:N while replaying (0: off)")
+    p.add_argument("--summary-json", metavar="PATH", help="also write the summary as JSON")
+    p.set_defaults(func=_lazy("netwarden.app_commands", "cmd_replay"))
+
+
+def add_parser_run(sub: Any) -> None:
+    p = sub.add_parser("run", help="run the daemon on a live or Kafka source",
+                       description="Long-running detection; flags override the config file.")
+    p.add_argument("--config", metavar="FILE", help="TOML config file")
+    p.add_argument("--source", metavar="URL",
+                   help="pcap:///path, iface://eth0, tshark://eth0, kafka://host:port/topic")
+    p.add_argument("--alerts", metavar="URL", action="append",
+                   help="alert sink (-, file:///path, kafka://...); repeat for several")
+    p.add_argument("--model", metavar="DIR", help="model directory")
+    p.add_argument("--realtime", action="store_true", help="pace file sources at capture speed")
+    p.set_defaults(func=_lazy("netwarden.app_commands", "cmd_run"))
+
+
+def add_parser_check_config(sub: Any) -> None:
+    p = sub.add_parser("check-config", help="validate a config file and print it resolved")
+    p.add_argument("file", metavar="FILE")
+    p.set_defaults(func=_lazy("netwarden.app_commands", "cmd_check_config"))
+
+
+def add_parser_model(sub: Any) -> None:
+    p = sub.add_parser("model", help="inspect a model directory")
+    msub = p.add_subparsers(dest="model_command", metavar="COMMAND", required=True)
+    info = msub.add_parser("info", help="summary of a model's manifest")
+    info.add_argument("dir", metavar="DIR")
+    info.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    info.set_defaults(func=_lazy("netwarden.app_commands", "cmd_model_info"))
+
+
+def add_parser_demo(sub: Any) -> None:
+    p = sub.add_parser("demo", help="generate benign and attack traffic and detect the attacks")
+    p.add_argument("--model", metavar="DIR", help="model directory (default: the bundled one)")
+    p.add_argument("--seed", type=int, default=7, help="traffic generator seed (default 7)")
+    p.add_argument("--keep-pcap", metavar="PATH", help="also save the generated capture here")
+    p.add_argument("--alerts-out", metavar="PATH", help="write every alert as JSON lines here")
+    p.add_argument("--max-alerts", type=int, default=15, metavar="N",
+                   help="alerts to print (default 15)")
+    p.set_defaults(func=_lazy("netwarden.demo", "cmd_demo"))
+
+
+BUILTIN_COMMANDS: tuple[Callable[[Any], None], ...] = (
+    add_parser_replay, add_parser_run, add_parser_check_config, add_parser_model,
+    add_parser_demo)
+
+
+def _model_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", metavar="DIR", help="model directory (default: the bundled one)")
+    p.add_argument("--threshold", type=float, metavar="X", help="alert threshold override")
+    p.add_argument("--providers", choices=("auto", "cpu", "cuda"), help="ONNX Runtime provider")
+
+
+def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:
+    """A handler imported on first call, so ``netwarden --help`` stays fast."""
+    def run(args: argparse.Namespace) -> int:
+        handler: Callable[[argparse.Namespace], int] = getattr(
+            importlib.import_module(module), name)
+        return handler(args)
+    return run
+
+
+def _add_optional(sub: Any) -> None:
+    for module, (names, hint) in OPTIONAL_COMMANDS.items():
+        try:
+            mod = importlib.import_module(module)
+        except ImportError as e:  # torch missing, or the module does not exist in this build
+            _add_stubs(sub, names, f"{hint} ({e})")
+            continue
+        mod.add_parser(sub)
+
+
+def _add_stubs(sub: Any, names: Sequence[str], hint: str) -> None:
+    def unavailable(args: argparse.Namespace) -> int:
+        log.error("netwarden %s is not available: %s", args.command, hint)
+        return 2
+
+    for name in names:
+        if name in sub.choices:
+            continue
+        p = sub.add_parser(name, help=f"(not available: {hint.split(' (')[0]})", add_help=False)
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+        p.set_defaults(func=unavailable)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (built-in and optional subcommands)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--log-level", choices=LEVELS, default=argparse.SUPPRESS,
+                        help="log level (default: info; run/replay config may set it)")
+    common.add_argument("--log-format", choices=FORMATS, default=argparse.SUPPRESS,
+                        help="log format on stderr (default: text)")
+    parser = argparse.ArgumentParser(
+        prog="netwarden", parents=[common],
+        description="Streaming network-attack detection: packets -> flows -> ONNX scores -> "
+                    "alerts.")
+    parser.add_argument("--version", action="version", version=f"netwarden {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub_add = sub.add_parser
+
+    def add_parser(name: str, **kw: Any) -> argparse.ArgumentParser:
+        kw.setdefault("parents", [common])
+        return sub_add(name, **kw)  # type: ignore[no-any-return]
+
+    sub.add_parser = add_parser  # every subcommand accepts --log-level/--log-format too
+    for add in BUILTIN_COMMANDS:
+        add(sub)
+    _add_optional(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``netwarden`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    setup_logging(getattr(args, "log_level", "info"), getattr(args, "log_format", "text"))
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        log.warning("interrupted")
+        return INTERRUPTED
+    except BrokenPipeError:  # `netwarden replay x.pcap | head`: the reader left, not an error
+        _silence_stdout()
+        return OK
+    except Exception as e:
+        code = user_error_code(e)
+        if code is None:
+            log.exception("internal error (a bug; please report it with this traceback)")
+            return INTERNAL
+        log.error("%s", _one_line(e))
+        return code
+
+
+def user_error_code(e: BaseException) -> int | None:
+    """The exit code of a user error, None for anything else (a bug)."""
+    if isinstance(e, UserError):
+        return e.exit_code
+    name = type(e).__name__
+    module = type(e).__module__
+    if name == "CaptureError" and module.startswith("netwarden.capture"):
+        return BAD_INPUT
+    if name == "ModelError" and module.startswith("netwarden.scoring"):
+        return MODEL_ERROR
+    if name == "SinkError" and module.startswith("netwarden.sinks"):
+        return BAD_CONFIG
+    if isinstance(e, OSError) and e.filename is not None:  # e.g. an unwritable --alerts-out
+        return BAD_CONFIG
+    return None
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip() or type(e).__name__
+    return text.splitlines()[0]
+
+
+def _silence_stdout() -> None:
+    try:
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())
