@@ -1,0 +1,285 @@
+"""Kafka source: a consumer-group member that yields raw frames as :class:`FrameBatch` objects.
+
+Offsets are committed only by :meth:`KafkaSource.commit`, with the per-partition low
+watermarks the application computes over its open flows (at-least-once delivery).  Each batch
+is one ``poll``: frames carry the partition in ``part`` and the message offset in ``seq``.
+
+An unreachable broker never stops the process: connecting is retried with exponential backoff,
+``kafka_connected`` reads 0 and one log line says so; empty batches keep flowing meanwhile so
+the application can expire idle flows on the wall clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka.errors import CommitFailedError, KafkaError
+from kafka.structs import OffsetAndMetadata
+
+from ..metrics import Metrics
+from ..packets import FrameBatch
+from .config import KafkaSettings, TopicUrl
+from .formats import BAD_REASONS, OK, Decoded, decode_netwarden, decode_pycapa, empty_frames
+
+log = logging.getLogger(__name__)
+
+PartitionsCallback = Callable[[frozenset[int]], None]
+_BAD_LOG_EVERY_S = 10.0  # sampled log line for bad messages: at most one per 10 s
+
+
+class KafkaSource:
+    """Consume one topic in a consumer group; see the module docstring.
+
+    Args:
+        url: the validated ``kafka://`` URL.
+        settings: the ``[kafka]`` table.
+        metrics: where to count; a private registry when None.
+    """
+
+    name = "kafka"
+    live = True
+
+    def __init__(self, url: TopicUrl, *, settings: KafkaSettings | None = None,
+                 metrics: Metrics | None = None) -> None:
+        self.url = url
+        self.settings = settings or KafkaSettings()
+        self.metrics = metrics or Metrics()
+        self._consumer: KafkaConsumer | None = None
+        self._closed = False
+        self._assigned: frozenset[int] = frozenset()
+        self._next: dict[int, int] = {}  # partition -> offset after the last yielded message
+        self._committed: dict[int, int] = {}
+        self._revoke_cbs: list[PartitionsCallback] = []
+        self._assign_cbs: list[PartitionsCallback] = []
+        self._connected: bool | None = None
+        self._last_bad_log = 0.0
+        self._lag_parts: set[int] = set()
+        self.metrics.kafka_connected.set(0)
+
+    # ------------------------------------------------------------------ application interface
+
+    def on_revoke(self, callback: PartitionsCallback) -> None:
+        """Call ``callback(partitions)`` before partitions are given up in a rebalance.
+
+        It runs inside the iteration (during ``poll``), so it may flush flows, sinks and call
+        :meth:`commit` for those partitions; frames of revoked partitions are not yielded after.
+        """
+        self._revoke_cbs.append(callback)
+
+    def on_assign(self, callback: PartitionsCallback) -> None:
+        """Call ``callback(partitions)`` after a rebalance with the new full assignment."""
+        self._assign_cbs.append(callback)
+
+    def assigned_partitions(self) -> frozenset[int]:
+        """Partitions this member owns now."""
+        return self._assigned
+
+    def next_offsets(self) -> dict[int, int]:
+        """Per assigned partition, the offset after the last message yielded so far."""
+        return {p: o for p, o in self._next.items() if p in self._assigned}
+
+    def low_watermarks(self, min_open_seq: Callable[[int], int | None]) -> dict[int, int]:
+        """Commit positions: per partition, the first open flow's first offset, else the next.
+
+        Args:
+            min_open_seq: the flow table's ``min_open_seq(part)``.
+        """
+        out = {}
+        for part, nxt in self.next_offsets().items():
+            low = min_open_seq(part)
+            out[part] = nxt if low is None else min(low, nxt)
+        return out
+
+    def commit(self, watermarks: Mapping[int, int]) -> bool:
+        """Commit ``watermarks[part]`` (the lowest offset to re-read after a restart).
+
+        Partitions not assigned any more and unchanged offsets are skipped.  Returns False
+        when the commit failed (counted in ``errors{stage="kafka_commit"}``, logged); the next
+        commit carries the same or later watermarks, so nothing is lost.
+        """
+        todo = {p: int(o) for p, o in watermarks.items()
+                if p in self._assigned and self._committed.get(p) != int(o)}
+        if not todo or self._consumer is None:
+            return True
+        offsets = {TopicPartition(self.url.topic, p): OffsetAndMetadata(o, "", -1)
+                   for p, o in todo.items()}
+        t0 = time.perf_counter()
+        try:
+            self._consumer.commit(offsets)
+        except (CommitFailedError, KafkaError) as e:
+            self.metrics.errors.labels(stage="kafka_commit").inc()
+            log.warning("kafka: commit of %s on %s failed: %s", todo, self.url.topic, e)
+            return False
+        self.metrics.kafka_commit_latency.observe(time.perf_counter() - t0)
+        self._committed.update(todo)
+        return True
+
+    # ------------------------------------------------------------------ Source protocol
+
+    def __iter__(self) -> Iterator[FrameBatch]:
+        backoff = 0.5
+        while not self._closed:
+            if self._consumer is None and not self._connect():
+                yield from self._wait(backoff)
+                backoff = min(backoff * 2, self.settings.connect_retry_max_s)
+                continue
+            backoff = 0.5
+            yield self._poll_once()
+
+    def close(self) -> None:
+        """Leave the group (without committing: only :meth:`commit` commits) and stop."""
+        self._closed = True
+        if self._consumer is not None:
+            self._consumer.close(autocommit=False)
+            self._consumer = None
+        self.metrics.kafka_connected.set(0)
+
+    # ------------------------------------------------------------------ internals
+
+    def _connect(self) -> bool:
+        s = self.settings
+        try:
+            self._consumer = KafkaConsumer(
+                bootstrap_servers=list(self.url.brokers), group_id=self.url.group,
+                enable_auto_commit=False, auto_offset_reset=self.url.offset_reset,
+                session_timeout_ms=s.session_timeout_ms,
+                heartbeat_interval_ms=s.heartbeat_interval_ms,
+                max_poll_interval_ms=s.max_poll_interval_ms, max_poll_records=s.max_poll_records,
+                fetch_max_bytes=s.fetch_max_bytes, check_crcs=s.check_crcs,
+                max_partition_fetch_bytes=s.max_partition_fetch_bytes, **s.client_options())
+        except (KafkaError, OSError) as e:
+            self._set_connected(False, str(e))
+            return False
+        self._consumer.subscribe([self.url.topic], listener=_Listener(self))
+        self._set_connected(True)
+        return True
+
+    def _wait(self, seconds: float) -> Iterator[FrameBatch]:
+        """Back off before reconnecting, yielding empty batches so the app keeps ticking."""
+        end = time.monotonic() + seconds
+        while not self._closed and time.monotonic() < end:
+            time.sleep(min(self.settings.poll_timeout_ms / 1000, end - time.monotonic()))
+            yield empty_frames()
+
+    def _poll_once(self) -> FrameBatch:
+        assert self._consumer is not None
+        records = self._consumer.poll(timeout_ms=self.settings.poll_timeout_ms)
+        if not records:
+            self._set_connected(self._broker_reachable())
+            return empty_frames()
+        self._set_connected(True)
+        decoded = self._decode(records)
+        self._update_lag(records)
+        return decoded.frames
+
+    def _decode(self, records: Mapping[TopicPartition, list[Any]]) -> Decoded:
+        keys: list[bytes | None] = []
+        values: list[bytes | None] = []
+        parts: list[int] = []
+        offsets: list[int] = []
+        for tp, msgs in records.items():
+            for m in msgs:
+                keys.append(m.key)
+                values.append(m.value)
+                offsets.append(m.offset)
+            parts.extend([tp.partition] * len(msgs))
+            if msgs:
+                self._next[tp.partition] = msgs[-1].offset + 1
+        p = np.asarray(parts, dtype=np.int32)
+        o = np.asarray(offsets, dtype=np.int64)
+        if self.url.format == "pycapa":
+            decoded = decode_pycapa(keys, values, parts=p, offsets=o)
+        else:
+            decoded = decode_netwarden(values, parts=p, offsets=o)
+        self._count(decoded, values)
+        return decoded
+
+    def _count(self, decoded: Decoded, values: list[bytes | None]) -> None:
+        m = self.metrics
+        m.kafka_messages.inc(len(values))
+        m.kafka_bytes.inc(sum(len(v) for v in values if v))
+        bad = {BAD_REASONS[i]: int(n) for i, n in enumerate(decoded.bad) if i != OK and n}
+        for reason, n in bad.items():
+            m.kafka_bad_messages.labels(reason=reason).inc(n)
+        now = time.monotonic()
+        if bad and now - self._last_bad_log >= _BAD_LOG_EVERY_S:
+            self._last_bad_log = now
+            log.warning("kafka: skipped bad messages on topic %s (format %s): %s (log sampled: "
+                        "one line per %.0f s; see kafka_bad_messages_total)", self.url.topic,
+                        self.url.format, bad, _BAD_LOG_EVERY_S)
+
+    def _update_lag(self, records: Mapping[TopicPartition, list[Any]]) -> None:
+        assert self._consumer is not None
+        for tp in records:
+            high = self._consumer.highwater(tp)
+            if high is not None:
+                lag = max(0, high - self._next.get(tp.partition, 0))
+                self.metrics.kafka_lag.labels(partition=str(tp.partition)).set(lag)
+                self._lag_parts.add(tp.partition)
+
+    def _broker_reachable(self) -> bool:
+        # kafka-python reconnects by itself and offers no public "connected" query; its client
+        # object (3.0: kafka.net.compat) knows each broker connection's state.
+        client = getattr(self._consumer, "_client", None)
+        try:
+            brokers = client.cluster.brokers()  # type: ignore[union-attr]
+            return any(client.connected(b.node_id) for b in brokers)  # type: ignore[union-attr]
+        except AttributeError:
+            return True  # unknown kafka-python internals: do not claim an outage
+
+    def _set_connected(self, up: bool, why: str = "") -> None:
+        if up == self._connected:
+            return
+        self._connected = up
+        self.metrics.kafka_connected.set(1 if up else 0)
+        if up:
+            log.info("kafka: connected to %s, topic %s, group %s", ",".join(self.url.brokers),
+                     self.url.topic, self.url.group)
+        else:
+            log.error("kafka: broker %s unreachable (%s); retrying with backoff, the daemon "
+                      "keeps running", ",".join(self.url.brokers), why or "connection lost")
+
+    def _revoked(self, parts: frozenset[int]) -> None:
+        for cb in self._revoke_cbs:
+            cb(parts)
+        self._assigned = self._assigned - parts
+        for p in parts:
+            self._next.pop(p, None)
+            self._committed.pop(p, None)
+            if p in self._lag_parts:
+                self._lag_parts.discard(p)
+                self.metrics.kafka_lag.remove(str(p))
+
+    def _assigned_now(self, parts: frozenset[int]) -> None:
+        self._assigned = parts
+        self.metrics.kafka_rebalances.inc()
+        log.info("kafka: assigned partitions %s of %s", sorted(parts), self.url.topic)
+        for cb in self._assign_cbs:
+            cb(parts)
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, source: KafkaSource) -> None:
+        self._source = source
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        parts = frozenset(tp.partition for tp in revoked)
+        if parts:
+            self._source._revoked(parts)
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        self._source._assigned_now(frozenset(tp.partition for tp in assigned))
+
+
+def open_kafka_source(url: str, *, metrics: Metrics | None = None,
+                      settings: KafkaSettings | Mapping[str, Any] | None = None) -> KafkaSource:
+    """Factory for the ``kafka`` source scheme: validate the URL and settings, build the source."""
+    from .config import parse_topic_url, settings_from_table
+
+    s = settings if isinstance(settings, KafkaSettings) else settings_from_table(settings)
+    return KafkaSource(parse_topic_url(url), settings=s, metrics=metrics)
