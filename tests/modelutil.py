@@ -14,11 +14,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import onnx
-from onnx import TensorProto, helper, numpy_helper
-
 from netwarden.features.cic_schema import CIC_SCHEMA
 from netwarden.flows.params import FlowParams
 from netwarden.scoring import file_sha256
+from onnx import TensorProto, helper, numpy_helper
 
 CLASSES = ("BENIGN", "DoS Hulk", "SSH-Patator")
 N_FEATURES = len(CIC_SCHEMA)
@@ -38,17 +37,22 @@ def linear_onnx(
     width = f if input_width is None else input_width
     x = helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["batch", width])
     y = helper.make_tensor_value_info(probs_name, TensorProto.FLOAT, ["batch", c])
-    inits = [numpy_helper.from_array(weights.astype(np.float32), "W"),
-             numpy_helper.from_array(bias.astype(np.float32), "B")]
-    nodes = [helper.make_node("Gemm", [input_name, "W", "B"], ["logits"]),
-             helper.make_node("Softmax", ["logits"], [probs_name], axis=1)]
+    inits = [
+        numpy_helper.from_array(weights.astype(np.float32), "W"),
+        numpy_helper.from_array(bias.astype(np.float32), "B"),
+    ]
+    nodes = [
+        helper.make_node("Gemm", [input_name, "W", "B"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], [probs_name], axis=1),
+    ]
     outputs = [y]
     if attributions:
         gap = (weights[:, 1] - weights[:, 0]).astype(np.float32).reshape(1, f)
         inits.append(numpy_helper.from_array(gap, "gap"))
         nodes.append(helper.make_node("Mul", [input_name, "gap"], ["attributions"]))
-        outputs.append(helper.make_tensor_value_info("attributions", TensorProto.FLOAT,
-                                                     ["batch", f]))
+        outputs.append(
+            helper.make_tensor_value_info("attributions", TensorProto.FLOAT, ["batch", f])
+        )
     graph = helper.make_graph(nodes, "tiny", [x], outputs, inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8

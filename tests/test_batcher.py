@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from prometheus_client import CollectorRegistry
-
 from netwarden.flows.params import FLOW_META_DTYPE, EndedFlows
 from netwarden.metrics import Metrics
 from netwarden.scoring import MicroBatcher
+from prometheus_client import CollectorRegistry
 
 W = 3  # feature width
 
@@ -128,8 +127,7 @@ def test_bad_parameters() -> None:
         MicroBatcher(1, -1.0)
 
 
-@given(st.integers(1, 16), st.lists(st.tuples(st.integers(0, 20), st.integers(0, 30)),
-                                    max_size=30))
+@given(st.integers(1, 16), st.lists(st.tuples(st.integers(0, 20), st.integers(0, 30)), max_size=30))
 def test_order_and_bounds(max_batch: int, steps: list[tuple[int, int]]) -> None:
     """Every flow comes out exactly once, in order, in batches of 1..max_batch."""
     clock = FakeClock()

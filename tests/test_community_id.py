@@ -11,10 +11,10 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from netwarden.community_id import community_id, icmp_ports
 
 # (saddr, daddr, proto, sport-or-type, dport-or-code, seed 0, seed 1)
+# fmt: off
 VECTORS = [
     # TCP over IPv4, both directions.
     ("128.232.110.120", "66.35.250.204", 6, 34855, 80,
@@ -88,10 +88,10 @@ VECTORS = [
     ("10.1.24.4", "10.1.12.1", 46, 0, 0,
      "1:/nQI4Rh/TtY3mf0R2gJFBkVlgS4=", "1:BK3BVW3U2eemuwVQVN3zd/GULno="),
 ]
+# fmt: on
 
 
-@pytest.mark.parametrize(("saddr", "daddr", "proto", "sport", "dport", "seed0", "seed1"),
-                         VECTORS)
+@pytest.mark.parametrize(("saddr", "daddr", "proto", "sport", "dport", "seed0", "seed1"), VECTORS)
 def test_reference_vectors(
     saddr: str, daddr: str, proto: int, sport: int, dport: int, seed0: str, seed1: str
 ) -> None:

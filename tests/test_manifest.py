@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 from modelutil import manifest_dict, write_model_dir
-
 from netwarden.features.cic_schema import CIC_SCHEMA
 from netwarden.features.schema import FeatureSchema, FeatureSpec
 from netwarden.flows.params import FlowParams
@@ -59,8 +58,11 @@ def test_valid_manifest_round_trips(tmp_path: Path) -> None:
         (lambda d: d["flow"].update(idle_timeout_s="2m"), "flow.idle_timeout_s", "finite"),
         (lambda d: d["flow"].update(max_flows=1.5), "flow.max_flows", "must be an integer"),
         (lambda d: d["flow"].update(bogus=1), "flow.bogus", "is not a flow parameter"),
-        (lambda d: d["benign_stats"]["Flow Duration"].update(p05=5.0),
-         "benign_stats.Flow Duration", "p05 <= median <= p95"),
+        (
+            lambda d: d["benign_stats"]["Flow Duration"].update(p05=5.0),
+            "benign_stats.Flow Duration",
+            "p05 <= median <= p95",
+        ),
         (lambda d: d.update(model_sha256="abc"), "model_sha256", "64 lowercase hex"),
     ],
 )
@@ -92,16 +94,19 @@ def test_missing_dir_and_file_and_bad_json(tmp_path: Path) -> None:
 
 def test_schema_mismatch_names_both_schemas(tmp_path: Path) -> None:
     other = FeatureSchema("other-v2", (FeatureSpec("a", "s", "x"),))
-    d = write_model_dir(tmp_path / "m", manifest_overrides={
-        "feature_schema": {"id": other.id, "hash": other.hash}})
+    d = write_model_dir(
+        tmp_path / "m", manifest_overrides={"feature_schema": {"id": other.id, "hash": other.hash}}
+    )
     with pytest.raises(ModelError) as ei:
         load_manifest(d, schema=CIC_SCHEMA)
     msg = str(ei.value)
     for part in (other.id, other.hash, CIC_SCHEMA.id, CIC_SCHEMA.hash):
         assert part in msg
     # Same id, other hash (a feature was renamed): still refused.
-    d2 = write_model_dir(tmp_path / "m2", manifest_overrides={
-        "feature_schema": {"id": CIC_SCHEMA.id, "hash": "0" * 64}})
+    d2 = write_model_dir(
+        tmp_path / "m2",
+        manifest_overrides={"feature_schema": {"id": CIC_SCHEMA.id, "hash": "0" * 64}},
+    )
     with pytest.raises(ModelError, match="0" * 64):
         load_manifest(d2, schema=CIC_SCHEMA)
     assert load_manifest(d2).feature_schema.hash == "0" * 64  # no schema: structure only
@@ -110,7 +115,7 @@ def test_schema_mismatch_names_both_schemas(tmp_path: Path) -> None:
 def test_benign_stats_must_name_schema_features(tmp_path: Path) -> None:
     d = write_model_dir(tmp_path / "m")
     _edit(d, lambda m: m["benign_stats"].update(Bogus={"p05": 0, "median": 0, "p95": 0}))
-    with pytest.raises(ModelError, match="'benign_stats.Bogus' is not a feature"):
+    with pytest.raises(ModelError, match=r"'benign_stats\.Bogus' is not a feature"):
         load_manifest(d, schema=CIC_SCHEMA)
 
 
@@ -128,7 +133,7 @@ def test_sha256_mismatch_is_refused(tmp_path: Path) -> None:
 def test_model_file_missing(tmp_path: Path) -> None:
     d = write_model_dir(tmp_path / "m")
     (d / "model.onnx").unlink()
-    with pytest.raises(ModelError, match="'model_file' names .*model.onnx, which does not exist"):
+    with pytest.raises(ModelError, match=r"'model_file' names .*model\.onnx, which does not exist"):
         load_manifest(d)
 
 

@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from modelutil import N_FEATURES, default_weights, linear_onnx, write_model_dir
-from prometheus_client import CollectorRegistry
-
 from netwarden.metrics import Metrics
 from netwarden.scoring import ModelError, load_model
+from prometheus_client import CollectorRegistry
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -139,12 +138,15 @@ def test_wrong_input_and_output_names(tmp_path: Path) -> None:
     _expect_one_line_error(d, "input 'features' (manifest inputs.features) not in model", "['x']")
     d2 = write_model_dir(tmp_path / "m2", onnx_bytes=linear_onnx(w, b, probs_name="p"))
     _expect_one_line_error(d2, "output 'probabilities' (manifest outputs.probabilities)")
-    d3 = write_model_dir(tmp_path / "m3", manifest_overrides={
-        "outputs": {"probabilities": "probabilities", "attributions": "attributions"}})
+    d3 = write_model_dir(
+        tmp_path / "m3",
+        manifest_overrides={
+            "outputs": {"probabilities": "probabilities", "attributions": "attributions"}
+        },
+    )
     _expect_one_line_error(d3, "output 'attributions' (manifest outputs.attributions)")
 
 
 def test_class_count_mismatch(tmp_path: Path) -> None:
-    d = write_model_dir(tmp_path / "m", manifest_overrides={
-        "classes": ["BENIGN", "A", "B", "C"]})
+    d = write_model_dir(tmp_path / "m", manifest_overrides={"classes": ["BENIGN", "A", "B", "C"]})
     _expect_one_line_error(d, "manifest lists 4 classes")

@@ -65,10 +65,18 @@ class AlertPolicy:
         top_k: reasons per alert.
     """
 
-    def __init__(self, manifest: Manifest, *, threshold: float,
-                 allowlist_cidrs: Sequence[str] = (), emit_flows: bool = False,
-                 community_id_seed: int = 0, schema: FeatureSchema = CIC_SCHEMA,
-                 metrics: Metrics | None = None, top_k: int = 3) -> None:
+    def __init__(
+        self,
+        manifest: Manifest,
+        *,
+        threshold: float,
+        allowlist_cidrs: Sequence[str] = (),
+        emit_flows: bool = False,
+        community_id_seed: int = 0,
+        schema: FeatureSchema = CIC_SCHEMA,
+        metrics: Metrics | None = None,
+        top_k: int = 3,
+    ) -> None:
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], got {threshold}")
         if not 0 <= community_id_seed <= 0xFFFF:
@@ -88,12 +96,14 @@ class AlertPolicy:
         hit = np.zeros(meta.shape[0], dtype=bool)
         for net_hi, net_lo, m_hi, m_lo in self._allow:
             for side in ("src", "dst"):
-                hit |= (((meta[f"{side}_hi"] & m_hi) == net_hi)
-                        & ((meta[f"{side}_lo"] & m_lo) == net_lo))
+                hit |= ((meta[f"{side}_hi"] & m_hi) == net_hi) & (
+                    (meta[f"{side}_lo"] & m_lo) == net_lo
+                )
         return hit
 
-    def documents(self, flows: EndedFlows, scores: Scores) -> tuple[list[dict[str, Any]],
-                                                                    list[dict[str, Any]]]:
+    def documents(
+        self, flows: EndedFlows, scores: Scores
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Alert documents and flow-log documents (empty unless ``emit_flows``)."""
         over = scores.attack_score >= self.threshold  # NaN scores never alert
         allow = self.allowlisted(flows.meta) & over if self._allow else np.zeros_like(over)
@@ -102,16 +112,22 @@ class AlertPolicy:
         reasons, method = self._explainer.reasons(
             flows.features[idx],
             scores.attributions[idx] if scores.attributions is not None else None,
-            k=self.top_k)
+            k=self.top_k,
+        )
         rows = flows.meta.tolist()
-        alerts = [self._alert_doc(rows[i], scores, int(i), reasons[j], method)
-                  for j, i in enumerate(idx)]
+        alerts = [
+            self._alert_doc(rows[i], scores, int(i), reasons[j], method) for j, i in enumerate(idx)
+        ]
         self._count(alerts, int(allow.sum()))
         flow_log: list[dict[str, Any]] = []
         if self.emit_flows:
             by_row = dict(zip(idx.tolist(), reasons, strict=True))
-            flow_log = [self._flow_doc(rows[i], scores, i, bool(alert[i]), bool(allow[i]),
-                                       by_row.get(i), method) for i in range(len(flows))]
+            flow_log = [
+                self._flow_doc(
+                    rows[i], scores, i, bool(alert[i]), bool(allow[i]), by_row.get(i), method
+                )
+                for i in range(len(flows))
+            ]
         return alerts, flow_log
 
     def _label(self, scores: Scores, i: int, alert: bool) -> str:
@@ -120,21 +136,39 @@ class AlertPolicy:
 
     def _scoring(self, scores: Scores, i: int, label: str) -> dict[str, Any]:
         s = float(scores.attack_score[i])
-        return {"label": label, "score": round(s, 6) if s == s else None,
-                "threshold": self.threshold, "model": dict(self._model)}
+        return {
+            "label": label,
+            "score": round(s, 6) if s == s else None,
+            "threshold": self.threshold,
+            "model": dict(self._model),
+        }
 
-    def _alert_doc(self, row: tuple[Any, ...], scores: Scores, i: int,
-                   reasons: list[dict[str, Any]], method: str) -> dict[str, Any]:
+    def _alert_doc(
+        self,
+        row: tuple[Any, ...],
+        scores: Scores,
+        i: int,
+        reasons: list[dict[str, Any]],
+        method: str,
+    ) -> dict[str, Any]:
         doc = flow_fields(row, kind="alert", dataset="netwarden.alert", seed=self.seed)
         label = self._label(scores, i, True)
-        doc["netwarden"].update(self._scoring(scores, i, label), reasons=reasons,
-                                explanation_method=method)
+        doc["netwarden"].update(
+            self._scoring(scores, i, label), reasons=reasons, explanation_method=method
+        )
         doc["message"] = message(label, float(scores.attack_score[i]), reasons)
         return doc
 
-    def _flow_doc(self, row: tuple[Any, ...], scores: Scores, i: int, alert: bool,
-                  suppressed: bool, reasons: list[dict[str, Any]] | None,
-                  method: str) -> dict[str, Any]:
+    def _flow_doc(
+        self,
+        row: tuple[Any, ...],
+        scores: Scores,
+        i: int,
+        alert: bool,
+        suppressed: bool,
+        reasons: list[dict[str, Any]] | None,
+        method: str,
+    ) -> dict[str, Any]:
         doc = flow_fields(row, kind="event", dataset="netwarden.flow", seed=self.seed)
         label = self._label(scores, i, alert)
         doc["netwarden"].update(self._scoring(scores, i, label), alert=alert)

@@ -13,8 +13,14 @@ import struct
 from datetime import UTC, datetime
 from typing import Any
 
-from .community_id import PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP
-from .community_id import community_id_packed
+from .community_id import (
+    PROTO_ICMP,
+    PROTO_ICMPV6,
+    PROTO_SCTP,
+    PROTO_TCP,
+    PROTO_UDP,
+    community_id_packed,
+)
 from .flows.params import FLOW_META_DTYPE, EndReason
 
 ECS_VERSION = "8.11.0"
@@ -22,8 +28,17 @@ ECS_VERSION = "8.11.0"
 # Positions of the fields in a ``meta[i].tolist()`` tuple.
 F = {name: i for i, name in enumerate(FLOW_META_DTYPE.names or ())}
 
-_TRANSPORT = {PROTO_ICMP: "icmp", 2: "igmp", PROTO_TCP: "tcp", PROTO_UDP: "udp", 47: "gre",
-              50: "esp", 51: "ah", PROTO_ICMPV6: "ipv6-icmp", PROTO_SCTP: "sctp"}
+_TRANSPORT = {
+    PROTO_ICMP: "icmp",
+    2: "igmp",
+    PROTO_TCP: "tcp",
+    PROTO_UDP: "udp",
+    47: "gre",
+    50: "esp",
+    51: "ah",
+    PROTO_ICMPV6: "ipv6-icmp",
+    PROTO_SCTP: "sctp",
+}
 _PORT_PROTOS = frozenset((PROTO_TCP, PROTO_UDP, PROTO_SCTP))
 _V4_MAPPED = 0xFFFF_0000_0000
 _END_REASONS = {int(r): r.label for r in EndReason}
@@ -73,8 +88,9 @@ def flow_id(row: tuple[Any, ...]) -> str:
     a = (row[F["src_hi"]], row[F["src_lo"]], row[F["sport"]])
     b = (row[F["dst_hi"]], row[F["dst_lo"]], row[F["dport"]])
     lo, hi = (a, b) if a <= b else (b, a)
-    key = struct.pack("!QQHQQHBHq", *lo, *hi, row[F["proto"]], row[F["vlan"]],
-                      row[F["first_ts_ns"]])
+    key = struct.pack(
+        "!QQHQQHBHq", *lo, *hi, row[F["proto"]], row[F["vlan"]], row[F["first_ts_ns"]]
+    )
     return hashlib.blake2b(key, digest_size=8).hexdigest()
 
 
@@ -85,9 +101,14 @@ def flow_community_id(row: tuple[Any, ...], seed: int) -> str:
         sport, dport = row[F["icmp_type"]], row[F["icmp_code"]]
     else:
         sport, dport = row[F["sport"]], row[F["dport"]]
-    return community_id_packed(packed_addr(row[F["src_hi"]], row[F["src_lo"]]),
-                               packed_addr(row[F["dst_hi"]], row[F["dst_lo"]]),
-                               proto, sport, dport, seed=seed)
+    return community_id_packed(
+        packed_addr(row[F["src_hi"]], row[F["src_lo"]]),
+        packed_addr(row[F["dst_hi"]], row[F["dst_lo"]]),
+        proto,
+        sport,
+        dport,
+        seed=seed,
+    )
 
 
 def finite(x: float) -> float | None:
@@ -137,15 +158,24 @@ def flow_fields(row: tuple[Any, ...], *, kind: str, dataset: str, seed: int) -> 
     doc: dict[str, Any] = {
         "@timestamp": rfc3339_us(last),
         "ecs": {"version": ECS_VERSION},
-        "event": {"kind": kind, "category": ["network"], "type": ["connection"],
-                  "module": "netwarden", "dataset": dataset, "id": fid,
-                  "start": rfc3339_us(first), "end": rfc3339_us(last), "duration": last - first},
+        "event": {
+            "kind": kind,
+            "category": ["network"],
+            "type": ["connection"],
+            "module": "netwarden",
+            "dataset": dataset,
+            "id": fid,
+            "start": rfc3339_us(first),
+            "end": rfc3339_us(last),
+            "duration": last - first,
+        },
         "source": _endpoint(row, "src", ports),
         "destination": _endpoint(row, "dst", ports),
         "network": _network(row, seed),
-        "netwarden": {"flow_id": fid,
-                      "end_reason": _END_REASONS.get(row[F["end_reason"]],
-                                                     str(row[F["end_reason"]]))},
+        "netwarden": {
+            "flow_id": fid,
+            "end_reason": _END_REASONS.get(row[F["end_reason"]], str(row[F["end_reason"]])),
+        },
     }
     if row[F["proto"]] in (PROTO_ICMP, PROTO_ICMPV6):
         doc["netwarden"]["icmp"] = {"type": row[F["icmp_type"]], "code": row[F["icmp_code"]]}

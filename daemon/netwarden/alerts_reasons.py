@@ -84,16 +84,24 @@ class Explainer:
         return np.where(np.isfinite(c), c, -np.inf), method
 
     def reasons(
-        self, features: npt.NDArray[np.float32], attributions: npt.NDArray[np.float32] | None,
-        *, k: int = 3,
+        self,
+        features: npt.NDArray[np.float32],
+        attributions: npt.NDArray[np.float32] | None,
+        *,
+        k: int = 3,
     ) -> tuple[list[list[dict[str, Any]]], str]:
         """Top ``k`` reasons per row (largest contribution first) and the method."""
         contrib, method = self.contributions(features, attributions)
         order = np.argsort(-contrib, axis=1, kind="stable")[:, :k]
         out: list[list[dict[str, Any]]] = []
         for r in range(features.shape[0]):
-            out.append([self._reason(int(i), float(features[r, i]), float(contrib[r, i]))
-                        for i in order[r] if contrib[r, i] > 0])
+            out.append(
+                [
+                    self._reason(int(i), float(features[r, i]), float(contrib[r, i]))
+                    for i in order[r]
+                    if contrib[r, i] > 0
+                ]
+            )
         return out, method
 
     def _reason(self, i: int, value: float, contribution: float) -> dict[str, Any]:

@@ -24,8 +24,20 @@ _PORT_PROTOS = frozenset((PROTO_TCP, PROTO_UDP, PROTO_SCTP))
 
 # Request/reply type pairs (Zeek's ICMP4_counterpart / ICMP6_counterpart).
 _ICMP4_COUNTERPART = {8: 0, 0: 8, 13: 14, 14: 13, 15: 16, 16: 15, 10: 9, 9: 10, 17: 18, 18: 17}
-_ICMP6_COUNTERPART = {128: 129, 129: 128, 130: 131, 131: 130, 133: 134, 134: 133,
-                      135: 136, 136: 135, 139: 140, 140: 139, 144: 145, 145: 144}
+_ICMP6_COUNTERPART = {
+    128: 129,
+    129: 128,
+    130: 131,
+    131: 130,
+    133: 134,
+    134: 133,
+    135: 136,
+    136: 135,
+    139: 140,
+    140: 139,
+    144: 145,
+    145: 144,
+}
 
 
 def icmp_ports(proto: int, icmp_type: int, icmp_code: int) -> tuple[int, int, bool]:
@@ -77,5 +89,11 @@ def community_id(
     >>> community_id("128.232.110.120", "66.35.250.204", 6, 34855, 80)
     '1:LQU9qZlK+B5F3KDmev6m5PMibrg='
     """
-    return community_id_packed(ipaddress.ip_address(saddr).packed,
-                               ipaddress.ip_address(daddr).packed, proto, sport, dport, seed=seed)
+    return community_id_packed(
+        ipaddress.ip_address(saddr).packed,
+        ipaddress.ip_address(daddr).packed,
+        proto,
+        sport,
+        dport,
+        seed=seed,
+    )

@@ -22,8 +22,9 @@ from ..metrics import Metrics
 def _concat(parts: list[EndedFlows]) -> EndedFlows:
     if len(parts) == 1:
         return parts[0]
-    return EndedFlows(np.concatenate([p.meta for p in parts]),
-                      np.concatenate([p.features for p in parts]))
+    return EndedFlows(
+        np.concatenate([p.meta for p in parts]), np.concatenate([p.features for p in parts])
+    )
 
 
 class MicroBatcher:
@@ -44,9 +45,14 @@ class MicroBatcher:
     ([2], 0)
     """
 
-    def __init__(self, max_batch: int, max_batch_delay_ms: float, *,
-                 clock: Callable[[], float] = time.monotonic,
-                 metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        max_batch: int,
+        max_batch_delay_ms: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        metrics: Metrics | None = None,
+    ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         if not max_batch_delay_ms >= 0:

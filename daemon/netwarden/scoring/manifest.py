@@ -264,8 +264,9 @@ def parse_manifest(obj: Any, *, path: Path) -> Manifest:
         model_sha256=_check_sha256(r, "model_sha256"),
         feature_schema=SchemaRef(schema.req_str("id"), schema.req_str("hash")),
         inputs=ModelInputs(inputs.req_str("features")),
-        outputs=ModelOutputs(outputs.req_str("probabilities"),
-                             outputs.opt_str("attributions", required=False)),
+        outputs=ModelOutputs(
+            outputs.req_str("probabilities"), outputs.opt_str("attributions", required=False)
+        ),
         classes=classes,
         benign_class=benign,
         threshold=threshold,
@@ -289,8 +290,9 @@ def check_schema(manifest: Manifest, schema: FeatureSchema, *, path: Path) -> No
         )
     unknown = sorted(set(manifest.benign_stats) - set(schema.names))
     if unknown:
-        raise ModelError(f"{path}: key 'benign_stats.{unknown[0]}' is not a feature of "
-                         f"schema {schema.id}")
+        raise ModelError(
+            f"{path}: key 'benign_stats.{unknown[0]}' is not a feature of schema {schema.id}"
+        )
 
 
 def load_manifest(
@@ -319,8 +321,10 @@ def load_manifest(
     if verify_sha256:
         actual = file_sha256(model_path)
         if actual != m.model_sha256:
-            raise ModelError(f"{path}: key 'model_sha256' is {m.model_sha256} but {model_path} "
-                             f"has sha256 {actual} (model file replaced or corrupt)")
+            raise ModelError(
+                f"{path}: key 'model_sha256' is {m.model_sha256} but {model_path} "
+                f"has sha256 {actual} (model file replaced or corrupt)"
+            )
     return m
 
 

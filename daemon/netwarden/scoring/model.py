@@ -97,8 +97,10 @@ def create_session(model: bytes, *, providers: str = "auto", intra_op_threads: i
         if sess is not None:
             return sess
         if providers == "cuda":
-            raise ModelError("providers 'cuda' requested but CUDAExecutionProvider does not work "
-                             "here (no GPU, or CUDA/cuDNN libraries missing); use 'auto' or 'cpu'")
+            raise ModelError(
+                "providers 'cuda' requested but CUDAExecutionProvider does not work "
+                "here (no GPU, or CUDA/cuDNN libraries missing); use 'auto' or 'cpu'"
+            )
         log.debug("CUDA execution provider not usable here; scoring on CPU")
     return _open_session(model, so, [CPU])
 
@@ -112,8 +114,9 @@ def _check_io(sess: Any, m: Manifest, n_features: int) -> None:
     outs = {o.name: o for o in sess.get_outputs()}
     name = m.inputs.features
     if name not in ins:
-        raise ModelError(f"input {name!r} (manifest inputs.features) not in model inputs "
-                         f"{sorted(ins)}")
+        raise ModelError(
+            f"input {name!r} (manifest inputs.features) not in model inputs {sorted(ins)}"
+        )
     extra = sorted(set(ins) - {name})
     if extra:
         raise ModelError(f"model has inputs {extra} the manifest does not describe")
@@ -121,31 +124,48 @@ def _check_io(sess: Any, m: Manifest, n_features: int) -> None:
         raise ModelError(f"input {name!r} has type {ins[name].type}; expected tensor(float)")
     dims = _dims(ins[name].shape)
     if len(dims) != 2 or dims[1] not in (None, n_features):
-        raise ModelError(f"input {name!r} has shape {ins[name].shape}; expected [batch, "
-                         f"{n_features}] ({n_features} features in the schema)")
-    for key, out in (("probabilities", m.outputs.probabilities),
-                     ("attributions", m.outputs.attributions)):
+        raise ModelError(
+            f"input {name!r} has shape {ins[name].shape}; expected [batch, "
+            f"{n_features}] ({n_features} features in the schema)"
+        )
+    for key, out in (
+        ("probabilities", m.outputs.probabilities),
+        ("attributions", m.outputs.attributions),
+    ):
         if out is not None and out not in outs:
-            raise ModelError(f"output {out!r} (manifest outputs.{key}) not in model outputs "
-                             f"{sorted(outs)}")
+            raise ModelError(
+                f"output {out!r} (manifest outputs.{key}) not in model outputs {sorted(outs)}"
+            )
 
 
 def _check_probe(scores: Scores, m: Manifest, n_features: int) -> None:
     n_classes = len(m.classes)
     if scores.probs.shape != (1, n_classes):
-        raise ModelError(f"output {m.outputs.probabilities!r} has shape {scores.probs.shape[1:]} "
-                         f"per row; the manifest lists {n_classes} classes")
+        raise ModelError(
+            f"output {m.outputs.probabilities!r} has shape {scores.probs.shape[1:]} "
+            f"per row; the manifest lists {n_classes} classes"
+        )
     att = scores.attributions
     if att is not None and att.shape != (1, n_features):
-        raise ModelError(f"output {m.outputs.attributions!r} has shape {att.shape[1:]} per "
-                         f"row; expected ({n_features},)")
+        raise ModelError(
+            f"output {m.outputs.attributions!r} has shape {att.shape[1:]} per "
+            f"row; expected ({n_features},)"
+        )
 
 
 class Model:
     """A loaded, checked model.  Use :func:`load_model` to build one."""
 
-    def __init__(self, session: Any, manifest: Manifest, *, n_features: int,
-                 threshold: float, threshold_source: str, metrics: Metrics | None) -> None:
+    def __init__(
+        self,
+        session: Any,
+        manifest: Manifest,
+        *,
+        n_features: int,
+        threshold: float,
+        threshold_source: str,
+        metrics: Metrics | None,
+    ) -> None:
         self._session = session
         self.manifest = manifest
         self.n_features = n_features
@@ -160,10 +180,18 @@ class Model:
 
     def _empty(self) -> Scores:
         n_cls = len(self.manifest.classes)
-        att = (np.zeros((0, self.n_features), np.float32)
-               if self.manifest.outputs.attributions is not None else None)
-        return Scores(np.zeros((0, n_cls), np.float32), np.zeros(0, np.float32),
-                      np.zeros(0, np.intp), np.zeros(0, np.intp), att)
+        att = (
+            np.zeros((0, self.n_features), np.float32)
+            if self.manifest.outputs.attributions is not None
+            else None
+        )
+        return Scores(
+            np.zeros((0, n_cls), np.float32),
+            np.zeros(0, np.float32),
+            np.zeros(0, np.intp),
+            np.zeros(0, np.intp),
+            att,
+        )
 
     def _run(self, x: npt.NDArray[np.float32]) -> list[Any]:
         t0 = time.perf_counter()
@@ -180,8 +208,9 @@ class Model:
         (the batch size is observed by the batcher).
         """
         if features.ndim != 2 or features.shape[1] != self.n_features:
-            raise ValueError(f"features must have shape (n, {self.n_features}), "
-                             f"got {features.shape}")
+            raise ValueError(
+                f"features must have shape (n, {self.n_features}), got {features.shape}"
+            )
         if features.shape[0] == 0:
             return self._empty()
         x = np.ascontiguousarray(features, dtype=np.float32)
@@ -190,8 +219,13 @@ class Model:
         masked = probs.copy()
         masked[:, self._benign] = -np.inf
         att = np.asarray(out[1], dtype=np.float32) if len(out) > 1 else None
-        return Scores(probs, (1.0 - probs[:, self._benign]).astype(np.float32),
-                      np.argmax(probs, axis=1), np.argmax(masked, axis=1), att)
+        return Scores(
+            probs,
+            (1.0 - probs[:, self._benign]).astype(np.float32),
+            np.argmax(probs, axis=1),
+            np.argmax(masked, axis=1),
+            att,
+        )
 
 
 def _read_model_bytes(model_dir: Path, m: Manifest) -> bytes:
@@ -202,21 +236,33 @@ def _read_model_bytes(model_dir: Path, m: Manifest) -> bytes:
         raise ModelError(f"{path}: cannot read: {e.strerror}") from None
 
 
-def _build(model_dir: Path, *, schema: FeatureSchema, providers: str, intra_op_threads: int,
-           threshold_override: Path | None, metrics: Metrics | None) -> Model:
+def _build(
+    model_dir: Path,
+    *,
+    schema: FeatureSchema,
+    providers: str,
+    intra_op_threads: int,
+    threshold_override: Path | None,
+    metrics: Metrics | None,
+) -> Model:
     m = load_manifest(model_dir, schema=schema)
     override = find_threshold_override(model_dir, threshold_override)
     model_path = model_dir / m.model_file
     try:
-        sess = create_session(_read_model_bytes(model_dir, m), providers=providers,
-                              intra_op_threads=intra_op_threads)
+        sess = create_session(
+            _read_model_bytes(model_dir, m), providers=providers, intra_op_threads=intra_op_threads
+        )
         _check_io(sess, m, len(schema))
     except ModelError as e:
         raise ModelError(f"{model_path}: {e}") from None
-    threshold, source = ((override.threshold, f"{override.path} ({override.source})")
-                         if override is not None else (m.threshold, "manifest"))
-    model = Model(sess, m, n_features=len(schema), threshold=threshold,
-                  threshold_source=source, metrics=None)
+    threshold, source = (
+        (override.threshold, f"{override.path} ({override.source})")
+        if override is not None
+        else (m.threshold, "manifest")
+    )
+    model = Model(
+        sess, m, n_features=len(schema), threshold=threshold, threshold_source=source, metrics=None
+    )
     try:
         probe = model.score(np.zeros((1, len(schema)), np.float32))
     except Exception as e:  # ORT runtime errors: shape mismatches inside the graph
@@ -254,21 +300,35 @@ def load_model(
         ModelError: one line naming the file and the problem.
     """
     try:
-        model = _build(Path(model_dir), schema=schema, providers=providers,
-                       intra_op_threads=intra_op_threads, threshold_override=threshold_override,
-                       metrics=metrics)
+        model = _build(
+            Path(model_dir),
+            schema=schema,
+            providers=providers,
+            intra_op_threads=intra_op_threads,
+            threshold_override=threshold_override,
+            metrics=metrics,
+        )
     except ModelError:
         if metrics is not None:
             metrics.model_loads.labels(result="error").inc()
         raise
     m = model.manifest
-    note = (" (CUDA listed but not usable here)"
-            if providers == "auto" and model.provider == CPU
-            and CUDA in ort.get_available_providers() else "")
-    log.info("model %s %s loaded from %s on %s%s, threshold %.4g (%s)", m.name, m.version,
-             model_dir, model.provider, note, model.threshold, model.threshold_source)
+    note = (
+        " (CUDA listed but not usable here)"
+        if providers == "auto" and model.provider == CPU and CUDA in ort.get_available_providers()
+        else ""
+    )
+    log.info(
+        "model %s %s loaded from %s on %s%s, threshold %.4g (%s)",
+        m.name,
+        m.version,
+        model_dir,
+        model.provider,
+        note,
+        model.threshold,
+        model.threshold_source,
+    )
     if metrics is not None:
         metrics.model_loads.labels(result="ok").inc()
-        metrics.model_info.info({"name": m.name, "version": m.version,
-                                 "provider": model.provider})
+        metrics.model_info.info({"name": m.name, "version": m.version, "provider": model.provider})
     return model
