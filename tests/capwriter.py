@@ -11,7 +11,6 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
-
 from netwarden.packets import FrameBatch
 
 Frame = tuple[int, bytes] | tuple[int, bytes, int]
@@ -73,8 +72,9 @@ class PcapngBuilder:
         """Append any block (type and unpadded body)."""
         body = _pad4(body)
         n = 12 + len(body)
-        self._blocks.append(struct.pack(self._e + "II", btype, n) + body + struct.pack(
-            self._e + "I", n))
+        self._blocks.append(
+            struct.pack(self._e + "II", btype, n) + body + struct.pack(self._e + "I", n)
+        )
         return self
 
     def shb(self, *, big_endian: bool = False, version: tuple[int, int] = (1, 0)) -> PcapngBuilder:
@@ -101,11 +101,18 @@ class PcapngBuilder:
         if opts:
             opts += struct.pack(self._e + "HH", 0, 0)
         r = 6 if tsresol is None else tsresol
-        self._tsresol.append((2 ** (r & 0x7F)) if r & 0x80 else 10 ** r)
+        self._tsresol.append((2 ** (r & 0x7F)) if r & 0x80 else 10**r)
         return self.block(1, struct.pack(self._e + "HHI", linktype, 0, snaplen) + opts)
 
-    def epb(self, ifid: int, ts_ns: int, data: bytes, wire_len: int | None = None,
-            *, caplen: int | None = None) -> PcapngBuilder:
+    def epb(
+        self,
+        ifid: int,
+        ts_ns: int,
+        data: bytes,
+        wire_len: int | None = None,
+        *,
+        caplen: int | None = None,
+    ) -> PcapngBuilder:
         """Enhanced packet block; ``ts_ns`` is converted to the interface's resolution."""
         units = self._tsresol[ifid] if ifid < len(self._tsresol) else 10**6
         ts = ts_ns * units // 1_000_000_000
@@ -117,8 +124,9 @@ class PcapngBuilder:
     def opb(self, ifid: int, ts_ns: int, data: bytes) -> PcapngBuilder:
         """Obsolete packet block (16-bit interface id), microsecond interface assumed."""
         ts = ts_ns // 1000
-        hdr = struct.pack(self._e + "HHIIII", ifid, 0, ts >> 32, ts & 0xFFFFFFFF, len(data),
-                          len(data))
+        hdr = struct.pack(
+            self._e + "HHIIII", ifid, 0, ts >> 32, ts & 0xFFFFFFFF, len(data), len(data)
+        )
         return self.block(2, hdr + data)
 
     def spb(self, data: bytes, wire_len: int | None = None) -> PcapngBuilder:
@@ -136,13 +144,15 @@ class PcapngBuilder:
         return path
 
 
-def make_batch(frames: Sequence[bytes], linktype: int | Sequence[int] = 1, *,
-               part: int = 0) -> FrameBatch:
+def make_batch(
+    frames: Sequence[bytes], linktype: int | Sequence[int] = 1, *, part: int = 0
+) -> FrameBatch:
     """A :class:`FrameBatch` of ``frames`` (wire length = captured length) built in memory."""
     n = len(frames)
     lens = np.array([len(f) for f in frames], dtype=np.int64)
-    offsets = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64) if n else np.zeros(
-        0, np.int64)
+    offsets = (
+        np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64) if n else np.zeros(0, np.int64)
+    )
     lts = [linktype] * n if isinstance(linktype, int) else list(linktype)
     return FrameBatch(
         data=np.frombuffer(b"".join(frames), dtype=np.uint8).copy(),

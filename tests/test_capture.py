@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from capwriter import PcapngBuilder, write_pcap
 from conftest import all_shared_pcaps
-
 from netwarden.capture import CaptureReader, open_capture
 from netwarden.packets import FrameBatch
 
@@ -30,8 +29,11 @@ def frame_bytes(b: FrameBatch, i: int) -> bytes:
 
 
 def flat(batches: list[FrameBatch]) -> list[tuple[int, bytes, int]]:
-    return [(int(b.ts_ns[i]), frame_bytes(b, i), int(b.wirelen[i]))
-            for b in batches for i in range(len(b))]
+    return [
+        (int(b.ts_ns[i]), frame_bytes(b, i), int(b.wirelen[i]))
+        for b in batches
+        for i in range(len(b))
+    ]
 
 
 @pytest.mark.parametrize("big_endian", [False, True])
@@ -112,6 +114,7 @@ def test_pcapng_simple_packet_block_uses_snaplen_and_previous_ts(tmp_path: Path)
     batches, r = read_all(b.write(tmp_path / "s.pcapng"))
     assert flat(batches) == [(T0, b"first", 5), (T0, b"01234567", 1000), (T0, b"abc", 3)]
     assert batches[0].seq.tolist() == [0, 1, 2]
+    assert r.records == 3
 
 
 def test_pcapng_obsolete_packet_block(tmp_path: Path) -> None:

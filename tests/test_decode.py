@@ -11,6 +11,9 @@ import numpy as np
 import pytest
 from capwriter import make_batch
 from conftest import all_shared_pcaps
+from netwarden.capture import open_capture
+from netwarden.decode import SKIP_REASON_NAMES, SkipReason, decode
+from netwarden.packets import FRAG_FIRST, FRAG_LATER, FRAG_NONE, FrameBatch
 from scapy.layers.inet import GRE, ICMP, IP, TCP, UDP, IPOption_RR, fragment
 from scapy.layers.inet6 import (
     ICMPv6EchoRequest,
@@ -26,15 +29,16 @@ from scapy.layers.l2 import ARP, CookedLinux, CookedLinuxV2, Dot1AD, Dot1Q, Ethe
 from scapy.layers.ppp import PPP, PPPoE
 from scapy.packet import Packet, Raw
 
-from netwarden.capture import open_capture
-from netwarden.decode import SKIP_REASON_NAMES, SkipReason, decode
-from netwarden.packets import FRAG_FIRST, FRAG_LATER, FRAG_NONE, FrameBatch
-
 ETH = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
 V4 = IP(src="10.1.2.3", dst="192.168.9.8", ttl=61)
 V6 = IPv6(src="2001:db8::1", dst="fe80::abcd:1", hlim=33)
-SEG = TCP(sport=40000, dport=443, flags="PA", window=512,
-          options=[("MSS", 1460), ("NOP", None), ("NOP", None)]) / Raw(b"x" * 37)
+SEG = TCP(
+    sport=40000,
+    dport=443,
+    flags="PA",
+    window=512,
+    options=[("MSS", 1460), ("NOP", None), ("NOP", None)],
+) / Raw(b"x" * 37)
 
 
 def one(frame: bytes | Packet, linktype: int = 1) -> np.void:
@@ -131,7 +135,12 @@ def test_link_types_ipv6(l2: bytes, linktype: int) -> None:
 def test_vlan_tags_keep_outermost_id(tags: Packet, vlan: int) -> None:
     r = one(ETH / tags / V4 / UDP(sport=53, dport=5353) / Raw(b"q" * 11))
     assert (r["vlan"], r["sport"], r["dport"], r["proto"], r["payload_len"]) == (
-        vlan, 53, 5353, 17, 11)
+        vlan,
+        53,
+        5353,
+        17,
+        11,
+    )
 
 
 def test_pppoe_session_ipv4_ipv6_and_control() -> None:
@@ -143,8 +152,14 @@ def test_pppoe_session_ipv4_ipv6_and_control() -> None:
 
 def test_ipv6_extension_headers() -> None:
     ah = bytes([6, 4, 0, 0]) + b"\x00" * 20  # AH: next TCP, (4 + 2) * 4 = 24 bytes
-    frame = ETH / IPv6(src="::1", dst="::2", nh=0) / IPv6ExtHdrHopByHop() / IPv6ExtHdrRouting(
-        addresses=["2001:db8::9"]) / IPv6ExtHdrDestOpt(nh=51) / Raw(ah + bytes(SEG))
+    frame = (
+        ETH
+        / IPv6(src="::1", dst="::2", nh=0)
+        / IPv6ExtHdrHopByHop()
+        / IPv6ExtHdrRouting(addresses=["2001:db8::9"])
+        / IPv6ExtHdrDestOpt(nh=51)
+        / Raw(ah + bytes(SEG))
+    )
     r = one(frame)
     assert (r["proto"], r["sport"], r["dport"], r["tcp_flags"]) == (6, 40000, 443, 0x18)
     assert r["ip_hdr_len"] == 40 + 8 + 24 + 8 + 24
@@ -171,8 +186,12 @@ def test_ipv4_fragments_first_has_ports_later_do_not() -> None:
 
 
 def test_ipv6_fragments() -> None:
-    pkt = IPv6(src="2001:db8::1", dst="2001:db8::2") / IPv6ExtHdrFragment() / UDP(
-        sport=9, dport=10) / Raw(b"y" * 2500)
+    pkt = (
+        IPv6(src="2001:db8::1", dst="2001:db8::2")
+        / IPv6ExtHdrFragment()
+        / UDP(sport=9, dport=10)
+        / Raw(b"y" * 2500)
+    )
     frags = fragment6(pkt, 1280)
     pk, sk = decode(make_batch([bytes(ETH / f) for f in frags]))
     assert sk.sum() == 0 and len(pk) == len(frags) >= 2
@@ -200,8 +219,12 @@ def test_icmp_icmpv6_and_other_protocols() -> None:
 def test_lengths_come_from_ip_not_caplen() -> None:
     full = bytes(ETH / V4 / SEG)
     cut = make_batch([full[:66]])  # snaplen 66: headers only
-    cut = FrameBatch(**{**{f: getattr(cut, f) for f in cut.__dataclass_fields__},
-                        "wirelen": np.array([len(full)], np.uint32)})
+    cut = FrameBatch(
+        **{
+            **{f: getattr(cut, f) for f in cut.__dataclass_fields__},
+            "wirelen": np.array([len(full)], np.uint32),
+        }
+    )
     pk, _ = decode(cut)
     assert (pk[0]["payload_len"], pk[0]["ip_len"], pk[0]["wire_len"]) == (37, 85, len(full))
     padded = one(bytes(ETH / V4 / UDP() / Raw(b"ab")) + b"\x00" * 16)  # Ethernet padding
@@ -239,8 +262,12 @@ def test_raw_ip_with_bad_version_and_unknown_linktype() -> None:
 
 def test_frame_outside_the_buffer_is_a_skip() -> None:
     b = make_batch([bytes(ETH / V4 / SEG)] * 2)
-    bad = FrameBatch(**{**{f: getattr(b, f) for f in b.__dataclass_fields__},
-                        "offsets": np.array([0, 10**6], np.int64)})
+    bad = FrameBatch(
+        **{
+            **{f: getattr(b, f) for f in b.__dataclass_fields__},
+            "offsets": np.array([0, 10**6], np.int64),
+        }
+    )
     pk, sk = decode(bad)
     assert len(pk) == 1 and sk[SkipReason.BAD_FRAME_BOUNDS] == 1
 
@@ -263,8 +290,13 @@ def _expected(pkt: Packet) -> dict[str, int] | None:
         return None
     ipl = pkt[ip]
     if ip is IP:
-        exp = {"ip_version": 4, "proto": ipl.proto, "ttl": ipl.ttl, "ip_len": ipl.len,
-               "ip_hdr_len": ipl.ihl * 4}
+        exp = {
+            "ip_version": 4,
+            "proto": ipl.proto,
+            "ttl": ipl.ttl,
+            "ip_len": ipl.len,
+            "ip_hdr_len": ipl.ihl * 4,
+        }
         later = ipl.frag > 0
         if ipl.len == 0:  # segmentation offload: the decoder takes the length from the frame
             exp["ip_len"] = len(ipl.original)
@@ -304,6 +336,7 @@ def test_shared_capture_fields_match_scapy(shared_data: Path, path: Path) -> Non
     ref = rdpcap(str(path), count=300)
     rows, skips = decode(batches[0])
     assert len(rows) + int(skips.sum()) == len(batches[0])
+    assert int(skips.sum()) == int(skips[SkipReason.NOT_IP])  # only ARP, LLDP, ... skipped
     by_seq = {int(r["src_seq"]): r for r in rows}
     checked = icmp = 0
     for i, pkt in enumerate(ref):

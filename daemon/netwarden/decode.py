@@ -73,6 +73,8 @@ _PROTO_UDP = 17
 _PROTO_ICMPV6 = 58
 _PROTO_AH = 51
 _PROTO_FRAGMENT = 44
+# hop-by-hop, routing, fragment, AH, destination options, mobility, HIP, shim6
+_IPV6_EXT_HEADERS = (0, 43, _PROTO_FRAGMENT, _PROTO_AH, 60, 135, 139, 140)
 
 
 def decode(batch: FrameBatch) -> tuple[PacketArray, npt.NDArray[np.int64]]:
@@ -215,9 +217,7 @@ def _ipv6(buf, p, end, wire_ip, r):  # type: ignore[no-untyped-def]
     r.dst_hi, r.dst_lo = _addr128(buf, p + 24)
     r.frag = FRAG_NONE
     hdr = np.int64(40)
-    while nh == 0 or nh == 43 or nh == 60 or nh == 135 or nh == 139 or nh == 140 or (
-        nh == _PROTO_AH or nh == _PROTO_FRAGMENT
-    ):
+    while nh in _IPV6_EXT_HEADERS:
         q = p + hdr
         if end - q < 8:  # every extension header is at least 8 bytes
             return p, 0, 0, _R_TRUNC_IP
@@ -268,7 +268,7 @@ def _l4(buf, q, end, seg, proto, r):  # type: ignore[no-untyped-def]
         r.sport = be16(buf, q)
         r.dport = be16(buf, q + 2)
         hdr = np.int64(8)
-    elif proto == _PROTO_ICMP or proto == _PROTO_ICMPV6:
+    elif proto in (_PROTO_ICMP, _PROTO_ICMPV6):
         if seg < 4:
             return _R_L4_HDR
         if avail < 2:

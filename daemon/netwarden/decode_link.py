@@ -9,7 +9,6 @@ loopback (network byte order) and raw IP.  Used by :mod:`netwarden.decode`.
 from __future__ import annotations
 
 import numpy as np
-import numpy.typing as npt
 from numba import njit
 
 from .packets import (
@@ -45,13 +44,13 @@ AF_INET6_VALUES = (24, 28, 30)
 
 
 @njit(cache=True, inline="always")
-def be16(buf: npt.NDArray[np.uint8], p: int) -> int:
+def be16(buf, p):  # type: ignore[no-untyped-def]
     """Big-endian unsigned 16-bit value at ``buf[p]``."""
     return (np.int64(buf[p]) << 8) | np.int64(buf[p + 1])
 
 
 @njit(cache=True, inline="always")
-def be32(buf: npt.NDArray[np.uint8], p: int) -> int:
+def be32(buf, p):  # type: ignore[no-untyped-def]
     """Big-endian unsigned 32-bit value at ``buf[p]`` (as int64)."""
     return (be16(buf, p) << 16) | be16(buf, p + 2)
 
@@ -61,7 +60,7 @@ def _by_ethertype(buf, p, end, et):  # type: ignore[no-untyped-def]
     """Step over VLAN tags and PPPoE; return ``(ip_offset, version_or_L2_code, vlan)``."""
     vlan = 0
     tagged = False
-    while et == ETH_VLAN or et == ETH_QINQ or et == ETH_QINQ_OLD:
+    while et in (ETH_VLAN, ETH_QINQ, ETH_QINQ_OLD):
         if end - p < 4:
             return p, L2_TRUNCATED, vlan
         if not tagged:
@@ -90,11 +89,10 @@ def _by_family(buf, p, end, big_endian):  # type: ignore[no-untyped-def]
     if end - p < 4:
         return p, L2_TRUNCATED, 0
     fam = be32(buf, p)
-    if not big_endian:
-        # Host byte order of the capturing machine: a small number read big-endian means it
-        # was big-endian, anything else is taken as little-endian.
-        if fam > 0xFFFF:
-            fam = ((fam & 0xFF) << 24) | ((fam & 0xFF00) << 8) | ((fam >> 8) & 0xFF00) | (fam >> 24)
+    # Host byte order of the capturing machine: a small number read big-endian means it was
+    # big-endian, anything else is taken as little-endian.
+    if not big_endian and fam > 0xFFFF:
+        fam = ((fam & 0xFF) << 24) | ((fam & 0xFF00) << 8) | ((fam >> 8) & 0xFF00) | (fam >> 24)
     if fam == AF_INET:
         return p + 4, 4, 0
     if fam == 24 or fam == 28 or fam == 30:
@@ -126,6 +124,6 @@ def find_ip(buf, p, end, linktype):  # type: ignore[no-untyped-def]
         return _by_family(buf, p, end, False)
     if linktype == LINKTYPE_LOOP:
         return _by_family(buf, p, end, True)
-    if linktype == LINKTYPE_RAW or linktype == LINKTYPE_RAW_OLD or linktype == LINKTYPE_RAW_OLD2:
+    if linktype in (LINKTYPE_RAW, LINKTYPE_RAW_OLD, LINKTYPE_RAW_OLD2):
         return p, L2_RAW, 0
     return p, L2_UNKNOWN_LINKTYPE, 0

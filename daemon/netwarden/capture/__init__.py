@@ -26,6 +26,7 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -85,7 +86,9 @@ class CaptureReader:
 
     def __init__(self, path: str | Path, *, part: int, max_frames: int, max_bytes: int) -> None:
         if max_frames < 1 or max_bytes < 1:
-            raise ValueError(f"max_frames and max_bytes must be >= 1, not {max_frames}, {max_bytes}")
+            raise ValueError(
+                f"max_frames and max_bytes must be >= 1, not {max_frames}, {max_bytes}"
+            )
         self.path = str(path)
         self.part = part
         self._limits = (np.int64(max_frames), np.int64(max_bytes))
@@ -108,8 +111,12 @@ class CaptureReader:
             self._linktypes.update(_leading_idb_linktypes(self._mm))
             return
         h = parse_pcap_header(head, path=self.path)
-        self._hdr = (np.int64(h.swap), np.int64(h.ts_mult), np.int64(h.linktype),
-                     np.int64(h.rec_hdr_len))
+        self._hdr = (
+            np.int64(h.swap),
+            np.int64(h.ts_mult),
+            np.int64(h.linktype),
+            np.int64(h.rec_hdr_len),
+        )
         self._state[ST_POS] = 24
         self._linktypes.add(h.linktype)
 
@@ -137,7 +144,9 @@ class CaptureReader:
             self._state[ST_DONE] = -1  # warn once
             log.warning(
                 "%s: corrupt record at byte %d (after %d records): stopped reading this file",
-                self.path, int(self._state[ST_BAD_POS]), int(self._state[ST_NREC]),
+                self.path,
+                int(self._state[ST_BAD_POS]),
+                int(self._state[ST_NREC]),
             )
 
     def _next_batch(self, buf: npt.NDArray[np.uint8]) -> FrameBatch:
@@ -189,14 +198,14 @@ class CaptureReader:
 def _map_file(path: str) -> mmap.mmap:
     """Memory-map a regular, non-empty file read-only, or raise :class:`CaptureError`."""
     try:
+        st = os.stat(path)  # before open(): opening a FIFO would block
+        if not stat.S_ISREG(st.st_mode):
+            raise CaptureError(f"{path}: not a regular file")
+        if st.st_size == 0:
+            raise CaptureError(f"{path}: empty file")
+        if st.st_size < 4:
+            raise CaptureError(f"{path}: too short for a capture file ({st.st_size} bytes)")
         with open(path, "rb") as f:
-            st = os.fstat(f.fileno())
-            if not stat.S_ISREG(st.st_mode):
-                raise CaptureError(f"{path}: not a regular file")
-            if st.st_size == 0:
-                raise CaptureError(f"{path}: empty file")
-            if st.st_size < 4:
-                raise CaptureError(f"{path}: too short for a capture file ({st.st_size} bytes)")
             return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     except OSError as e:
         raise CaptureError(f"{path}: cannot read file: {e.strerror or e}") from e
@@ -204,8 +213,8 @@ def _map_file(path: str) -> mmap.mmap:
 
 def _leading_idb_linktypes(mm: mmap.mmap) -> list[int]:
     """Link types of the IDBs that directly follow the first section header (a cheap peek)."""
-    order = "little" if mm[8:12] == b"\x4d\x3c\x2b\x1a" else "big"
-    pos, found = int.from_bytes(mm[4:8], order), []
+    order: Literal["little", "big"] = "little" if mm[8:12] == b"\x4d\x3c\x2b\x1a" else "big"
+    pos, found = int.from_bytes(mm[4:8], order), list[int]()
     while pos + 12 <= len(mm) and len(found) < 64:
         btype = int.from_bytes(mm[pos : pos + 4], order)
         blen = int.from_bytes(mm[pos + 4 : pos + 8], order)

@@ -11,8 +11,9 @@ reader can resume a scan where the previous batch stopped.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
-import numpy.typing as npt
 from numba import njit
 
 MAX_CAPLEN = 256 * 1024  # a record claiming more than this is corrupt: stop reading the file
@@ -85,6 +86,7 @@ def parse_pcap_header(head: bytes, *, path: str) -> PcapHeader:
         raise CaptureError(f"{path}: truncated pcap file header ({len(head)} of 24 bytes)")
     le = int.from_bytes(head[:4], "little")
     be = int.from_bytes(head[:4], "big")
+    order: Literal["little", "big"]
     if le in (MAGIC_US, MAGIC_NS, MAGIC_MODIFIED):
         magic, order = le, "little"
     elif be in (MAGIC_US, MAGIC_NS, MAGIC_MODIFIED):
@@ -106,7 +108,7 @@ def parse_pcap_header(head: bytes, *, path: str) -> PcapHeader:
 
 
 @njit(cache=True, inline="always")
-def _rd32(buf: npt.NDArray[np.uint8], p: int, swap: bool) -> int:
+def _rd32(buf, p, swap):  # type: ignore[no-untyped-def]
     if swap:
         return (
             (np.int64(buf[p]) << 24)

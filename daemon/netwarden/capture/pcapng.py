@@ -10,6 +10,8 @@ decryption secrets, custom, ...) is stepped over.  Each frame carries its interf
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import numpy.typing as npt
 from numba import njit
@@ -74,7 +76,7 @@ def check_pcapng_header(head: bytes, *, size: int, path: str) -> None:
     bom = int.from_bytes(head[8:12], "little")
     if bom not in (BOM, BOM_SWAPPED):
         raise CaptureError(f"{path}: bad pcapng byte-order magic 0x{bom:08x}")
-    order = "little" if bom == BOM else "big"
+    order: Literal["little", "big"] = "little" if bom == BOM else "big"
     length = int.from_bytes(head[4:8], order)
     if length < 28 or length % 4 or length > size:
         raise CaptureError(
@@ -87,7 +89,7 @@ def check_pcapng_header(head: bytes, *, size: int, path: str) -> None:
 
 
 @njit(cache=True, inline="always")
-def _rd32(buf: npt.NDArray[np.uint8], p: int, swap: int) -> int:
+def _rd32(buf, p, swap):  # type: ignore[no-untyped-def]
     if swap:
         return (
             (np.int64(buf[p]) << 24)
@@ -104,7 +106,7 @@ def _rd32(buf: npt.NDArray[np.uint8], p: int, swap: int) -> int:
 
 
 @njit(cache=True, inline="always")
-def _rd16(buf: npt.NDArray[np.uint8], p: int, swap: int) -> int:
+def _rd16(buf, p, swap):  # type: ignore[no-untyped-def]
     if swap:
         return (np.int64(buf[p]) << 8) | np.int64(buf[p + 1])
     return np.int64(buf[p]) | (np.int64(buf[p + 1]) << 8)
@@ -133,7 +135,7 @@ def _read_idb(buf, body, bend, swap, row):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def ts_to_ns(raw: int, tsresol: int, offset_s: int) -> int:
+def ts_to_ns(raw, tsresol, offset_s):  # type: ignore[no-untyped-def]
     """Convert a pcapng timestamp in interface units to nanoseconds since the epoch."""
     v = tsresol & 0x7F
     if tsresol & 0x80:
