@@ -95,6 +95,7 @@ def manifest_dict(model_sha256: str, **overrides: Any) -> dict[str, Any]:
         "threshold": 0.5,
         "flow": FlowParams().to_dict(),
         "benign_stats": benign_stats(),
+        "attribution_method": None,
         "metrics": {"f1_macro": 0.5},
         "training": {"seed": 0},
     }
@@ -117,6 +118,7 @@ def write_model_dir(
     overrides = dict(manifest_overrides or {})
     if attributions and "outputs" not in overrides:
         overrides["outputs"] = {"probabilities": "probabilities", "attributions": "attributions"}
+        overrides.setdefault("attribution_method", "x * (W[:, 1] - W[:, 0])")
     m = manifest_dict(file_sha256(path / "model.onnx"), **overrides)
     (path / "manifest.json").write_text(json.dumps(m, indent=2))
     return path

@@ -158,3 +158,26 @@ def test_manifest_dict_helper_is_complete() -> None:
     # Guards the test helper itself: every Manifest field appears in it.
     keys = set(manifest_dict("0" * 64))
     assert keys == set(Manifest.__dataclass_fields__)
+
+
+def test_extra_keys_and_null_attributions_are_accepted(tmp_path: Path) -> None:
+    # The training package writes a few informative keys the daemon does not need.
+    d = write_model_dir(
+        tmp_path / "m",
+        manifest_overrides={
+            "format": 1,
+            "outputs": {"probabilities": "probabilities", "attributions": None},
+            "attribution_method": None,
+        },
+    )
+    m = load_manifest(d, schema=CIC_SCHEMA)
+    assert m.outputs.attributions is None and m.attribution_method is None
+
+
+def test_shipped_model_manifest_loads() -> None:
+    d = Path(__file__).resolve().parent.parent / "models" / "netwarden-cic"
+    if not (d / "manifest.json").is_file():
+        pytest.skip("no model shipped in models/netwarden-cic")
+    m = load_manifest(d, schema=CIC_SCHEMA)
+    assert m.benign_class in m.classes
+    assert set(m.benign_stats) <= set(CIC_SCHEMA.names)

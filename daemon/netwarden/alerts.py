@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .alerts_ecs import flow_fields
+from .alerts_ecs import as_flow_log, flow_fields
 from .alerts_reasons import Explainer, message
 from .features.cic_schema import CIC_SCHEMA
 from .features.schema import FeatureSchema
@@ -121,11 +121,9 @@ class AlertPolicy:
         self._count(alerts, int(allow.sum()))
         flow_log: list[dict[str, Any]] = []
         if self.emit_flows:
-            by_row = dict(zip(idx.tolist(), reasons, strict=True))
+            by_row = dict(zip(idx.tolist(), alerts, strict=True))
             flow_log = [
-                self._flow_doc(
-                    rows[i], scores, i, bool(alert[i]), bool(allow[i]), by_row.get(i), method
-                )
+                self._flow_doc(rows[i], scores, i, by_row.get(i), bool(allow[i]))
                 for i in range(len(flows))
             ]
         return alerts, flow_log
@@ -164,18 +162,19 @@ class AlertPolicy:
         row: tuple[Any, ...],
         scores: Scores,
         i: int,
-        alert: bool,
+        alert_doc: dict[str, Any] | None,
         suppressed: bool,
-        reasons: list[dict[str, Any]] | None,
-        method: str,
     ) -> dict[str, Any]:
+        if alert_doc is not None:  # same fields as the alert, reasons included
+            doc = as_flow_log(alert_doc)
+            doc["netwarden"]["alert"] = True
+            return doc
         doc = flow_fields(row, kind="event", dataset="netwarden.flow", seed=self.seed)
-        label = self._label(scores, i, alert)
-        doc["netwarden"].update(self._scoring(scores, i, label), alert=alert)
+        doc["netwarden"].update(
+            self._scoring(scores, i, self._label(scores, i, False)), alert=False
+        )
         if suppressed:
             doc["netwarden"]["suppressed"] = "allowlist"
-        if reasons is not None:
-            doc["netwarden"].update(reasons=reasons, explanation_method=method)
         return doc
 
     def _count(self, alerts: list[dict[str, Any]], suppressed: int) -> None:

@@ -80,6 +80,7 @@ class Manifest:
     threshold: float  # alert when 1 - P(benign) >= threshold
     flow: FlowParams
     benign_stats: dict[str, BenignStat] = field(default_factory=dict)
+    attribution_method: str | None = None  # how the attributions output is computed (text)
     metrics: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
 
@@ -272,6 +273,7 @@ def parse_manifest(obj: Any, *, path: Path) -> Manifest:
         threshold=threshold,
         flow=_flow(r),
         benign_stats=_benign_stats(r),
+        attribution_method=r.opt_str("attribution_method", required=False),
         metrics=r.free_dict("metrics"),
         training=r.free_dict("training"),
     )
