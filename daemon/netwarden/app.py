@@ -182,7 +182,7 @@ class Pipeline:
         if self._finished:
             return
         self._finished = True
-        self._ended(self._guard("flows", lambda: self.s.table.flush(EndReason.END_OF_INPUT)))
+        self._ended(self._guard("flows", self.s.table.flush, EndReason.END_OF_INPUT))
         self._commit()
         self.m.active_flows.set(self.s.table.active)
 
@@ -201,7 +201,7 @@ class Pipeline:
         if len(batch) == 0:
             if self.s.source.live:  # a quiet link: idle flows expire on the wall clock
                 now_ns = int(self.clock.wall() * 1e9)
-                self._ended(self._guard("flows", lambda: self.s.table.expire(now_ns)))
+                self._ended(self._guard("flows", self.s.table.expire, now_ns))
             self._release(self.s.batcher.poll())
             return
         chunks = self._pacer.chunks(batch) if self._pacer is not None else iter((batch,))
@@ -220,12 +220,12 @@ class Pipeline:
         self.summary.bytes += nbytes
         for part, nxt in frame_seq_marks(batch).items():
             self._next_seq[part] = max(nxt, self._next_seq.get(part, 0))
-        decoded = self._guard("decode", lambda: self.s.decode(batch))
+        decoded = self._guard("decode", self.s.decode, batch)
         if decoded is _FAILED:
             return
         packets, skips = decoded
         self._count_skips(skips)
-        self._ended(self._guard("flows", lambda: self.s.table.update(packets)))
+        self._ended(self._guard("flows", self.s.table.update, packets))
         self.m.active_flows.set(self.s.table.active)
         self._release(self.s.batcher.poll())
 
@@ -251,10 +251,10 @@ class Pipeline:
             self._score(flows)
 
     def _score(self, flows: EndedFlows) -> None:
-        scores = self._guard("scoring", lambda: self.s.model.score(flows.features))
+        scores = self._guard("scoring", self.s.model.score, flows.features)
         if scores is _FAILED:
             return
-        docs = self._guard("alerts", lambda: self.s.policy.documents(flows, scores))
+        docs = self._guard("alerts", self.s.policy.documents, flows, scores)
         if docs is _FAILED:
             return
         alerts, flow_log = docs
@@ -267,20 +267,23 @@ class Pipeline:
 
     def _count_labels(self, flows: EndedFlows, scores: Any, alerts: list[Document]) -> None:
         manifest = self.s.model.manifest
-        threshold = float(getattr(self.s.policy, "threshold", self.s.model.threshold))
-        attack = np.asarray(scores.attack_score) >= threshold
-        idx = np.where(attack, scores.attack_idx, manifest.benign_index)
+        idx = flow_label_index(manifest.benign_index, scores, self.threshold)
         for i, count in enumerate(np.bincount(idx, minlength=len(manifest.classes)).tolist()):
             if count:
                 self.summary.flows_by_label[manifest.classes[i]] += count
         for doc in alerts:  # the policy counts alerts{label} in the metrics itself
             self.summary.alerts_by_label[alert_label(doc)] += 1
 
+    @property
+    def threshold(self) -> float:
+        """The alert threshold in force (the policy's)."""
+        return float(self.s.policy.threshold)
+
     def _write(self, sinks: Sequence[Sink], docs: list[Document]) -> None:
         if not docs:
             return
         for sink in sinks:
-            self._guard("sink", lambda sink=sink: sink.write(docs))  # type: ignore[misc]
+            self._guard("sink", sink.write, docs)
 
     def _all_sinks(self) -> list[Sink]:
         return [*self.s.sinks, *self.s.flow_sinks]
@@ -290,7 +293,7 @@ class Pipeline:
         if self.s.source.live and now - self._last_commit >= self._commit_interval_s:
             self._commit()
         for hook in self.hooks.on_tick:
-            self._guard("hook", lambda hook=hook: hook(self.clock.wall()))  # type: ignore[misc]
+            self._guard("hook", hook, self.clock.wall())
 
     def _commit(self) -> None:
         """Score what waits, flush the sinks, then tell the source what is safe to commit."""
@@ -302,9 +305,9 @@ class Pipeline:
         marks = self.watermarks()
         commit = getattr(self.s.source, "commit", None)
         if commit is not None:
-            self._guard("commit", lambda: commit(marks))
+            self._guard("commit", commit, marks)
         for hook in self.hooks.on_commit:
-            self._guard("hook", lambda hook=hook: hook(marks))  # type: ignore[misc]
+            self._guard("hook", hook, marks)
 
     def watermarks(self) -> dict[int, int]:
         """Per partition, the lowest frame sequence number still needed by an open flow (or
@@ -318,7 +321,7 @@ class Pipeline:
     def revoke_partitions(self, parts: Sequence[int]) -> None:
         """A Kafka rebalance took ``parts`` away: end their flows, score, flush, commit."""
         for part in parts:
-            self._ended(self._guard("flows", lambda part=part: self.s.table.flush_partition(part)))
+            self._ended(self._guard("flows", self.s.table.flush_partition, part))
         self._commit()
         for part in parts:
             self._next_seq.pop(part, None)
@@ -350,10 +353,10 @@ class Pipeline:
 
     # --- errors ------------------------------------------------------------------------------
 
-    def _guard(self, stage: str, fn: Callable[[], Any]) -> Any:
-        """Run one stage step; on an exception count ``errors{stage}``, log, return _FAILED."""
+    def _guard(self, stage: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)``; on an exception count ``errors{stage}``, log, return ``_FAILED``."""
         try:
-            return fn()
+            return fn(*args)
         except Exception as e:  # a stage failure must not stop the loop; counted and logged
             self.m.errors.labels(stage=stage).inc()
             self.summary.errors[stage] += 1
@@ -373,6 +376,13 @@ class Pipeline:
 
 
 _FAILED: Any = object()  # what :meth:`Pipeline._guard` returns when the step raised
+
+
+def flow_label_index(benign_index: int, scores: Any, threshold: float) -> Any:
+    """Per flow, the class index it is counted under: the top attack class when the attack
+    score reaches ``threshold`` (the flow alerts, unless allowlisted), else the benign class."""
+    attack = np.asarray(scores.attack_score) >= threshold
+    return np.where(attack, scores.attack_idx, benign_index)
 
 
 def alert_label(doc: Document) -> str:

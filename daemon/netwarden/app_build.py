@@ -99,8 +99,9 @@ def build_pipeline(cfg: Config, metrics: Metrics, *, source: Source | None = Non
         stack.callback(source.close)
         model, policy = load_scoring(cfg, metrics)
         params = cfg.flows.apply(model.manifest.flow)
-        sinks = [_sink(stack, url, metrics) for url in cfg.alerts.sinks]
-        flow_sinks = [_sink(stack, cfg.alerts.flow_log, metrics)] if cfg.alerts.flow_log else []
+        sinks = [_sink(stack, url, cfg, metrics) for url in cfg.alerts.sinks]
+        flow_sinks = ([_sink(stack, cfg.alerts.flow_log, cfg, metrics)] if cfg.alerts.flow_log
+                      else [])
         stages = Stages(
             source=source, decode=decode, skip_names=SKIP_REASON_NAMES,
             table=FlowTable(params),
@@ -111,10 +112,19 @@ def build_pipeline(cfg: Config, metrics: Metrics, *, source: Source | None = Non
         metrics.up.set(0)
         stack.pop_all()  # success: the pipeline owns and closes everything now
     commit_s = float(getattr(source, "commit_interval_s", 1.0))  # a Kafka source may say
-    return Pipeline(stages, metrics, realtime=realtime, commit_interval_s=commit_s, hooks=hooks)
+    pipe = Pipeline(stages, metrics, realtime=realtime, commit_interval_s=commit_s, hooks=hooks)
+    on_revoke = getattr(source, "on_revoke", None)
+    if on_revoke is not None:  # Kafka rebalance: end the partitions' flows and commit them
+        on_revoke(pipe.revoke_partitions)
+    return pipe
 
 
-def _sink(stack: ExitStack, url: str, metrics: Metrics) -> Sink:
-    sink = open_sink(url, metrics=metrics)
+def _sink(stack: ExitStack, url: str, cfg: Config, metrics: Metrics) -> Sink:
+    if url.lower().startswith("kafka://"):  # needs the [kafka] table: built here, not by URL
+        from .kafka.sink import open_kafka_sink
+
+        sink: Sink = open_kafka_sink(url, metrics=metrics, settings=cfg.kafka)
+    else:
+        sink = open_sink(url, metrics=metrics)
     stack.callback(sink.close)
     return sink

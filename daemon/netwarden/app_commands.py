@@ -99,19 +99,9 @@ def _serve_metrics(metrics: Metrics, host: str, port: int, health: Any = None) -
 # run
 
 
-def _health(cfg: Config) -> Any:
-    from .service.health import Health
-
-    kw = {k: cfg.service[k] for k in ("stall_after_s", "max_packet_age_s") if k in cfg.service}
-    try:
-        return Health(**kw)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"service: {e}") from None
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     """``netwarden run``: the long-running daemon (SIGTERM/SIGINT stop, SIGHUP reloads)."""
-    from .service.health import Watchdog
+    from .service.health import Watchdog, health_from_settings, loop_tick
     from .service.notify import Notifier
 
     cfg = load_config(args.config)
@@ -119,21 +109,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = cfg.with_overrides(source_url=args.source, alert_sinks=args.alerts,
                              model_dir=args.model)
     metrics = Metrics()
-    health = _health(cfg)
+    health = health_from_settings(cfg.service)
     notifier = Notifier.from_env(os.environ)
-    watchdog = Watchdog(notifier, health)
-    hooks = Hooks()
+    hooks = Hooks(on_tick=[loop_tick(health, Watchdog(notifier, health), metrics)])
     pipe = build_pipeline(cfg, metrics, realtime=args.realtime, hooks=hooks)
-    seen = [0]
-
-    def tick(now: float) -> None:
-        health.beat(now)
-        if pipe.summary.packets != seen[0]:
-            seen[0] = pipe.summary.packets
-            health.saw_packets(now)
-        watchdog.tick(now)
-
-    hooks.on_tick.append(tick)
     m = pipe.s.model.manifest
     health.set_source(pipe.s.source.name, connected=True)
     health.set_model(f"{m.name} {m.version}", loaded=True)
@@ -161,11 +140,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     """``netwarden check-config FILE``: "ok" and every resolved key, or the error."""
-    cfg = load_config(args.file)
-    lines = [f"ok: {args.file}"]
+    path = args.config or args.file
+    if path is None:
+        raise ConfigError("check-config: give the config file (check-config FILE)")
+    cfg = load_config(path)
+    lines = [f"ok: {path}"]
     for section, values in cfg.to_dict().items():
         for key, value in values.items():
-            shown = "(default from the model)" if value is None and section == "flows" else value
+            shown = value
+            if value is None:
+                shown = "(the model's)" if section in ("flows", "model") else "(unset)"
             lines.append(f"{section}.{key} = {json.dumps(shown, default=str)}")
     if cfg.source.url is None:
         lines.append("note: no source.url; 'netwarden run' then needs --source URL")

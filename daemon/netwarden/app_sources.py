@@ -5,7 +5,8 @@ Other subsystems plug their sources in without editing this file, in one of thre
 1. call :func:`register_source_scheme` (``"kafka"``, factory) before the pipeline is built;
 2. declare an entry point in the ``netwarden.sources`` group named after the scheme
    (``kafka = "netwarden.kafka.source:open_source"``);
-3. provide a module ``netwarden.<scheme>.source`` with a function ``open_source(url, ctx)``.
+3. provide a module ``netwarden.<scheme>.source`` with a function ``open_source(url, ctx)``
+   (the modules in :data:`KNOWN_PLUGINS` are looked up the same way).
 
 A factory takes the parsed :class:`~netwarden.config.Url` and a :class:`SourceContext` and
 returns a :class:`~netwarden.stages.Source`; it raises
@@ -45,6 +46,13 @@ class SourceContext:
 
 SourceFactory = Callable[[Url, SourceContext], Source]
 
+# Sources that live in other subsystems' modules, each with ``open_source(url, ctx)``.
+KNOWN_PLUGINS = {
+    "iface": "netwarden.capture.live",
+    "tshark": "netwarden.capture.tshark",
+    "kafka": "netwarden.kafka.source",
+}
+
 def register_source_scheme(scheme: str, factory: SourceFactory) -> None:
     """Make ``scheme://`` source URLs open with ``factory`` (and pass config validation)."""
     _FACTORIES[scheme] = factory
@@ -72,10 +80,11 @@ def _find_plugin(scheme: str) -> SourceFactory | None:
             factory: SourceFactory = ep.load()
             register_source_scheme(scheme, factory)
             return factory
+    name = KNOWN_PLUGINS.get(scheme, f"netwarden.{scheme}.source")
     try:
-        module = importlib.import_module(f"netwarden.{scheme}.source")
+        module = importlib.import_module(name)
     except ModuleNotFoundError as e:
-        if e.name is not None and e.name.startswith(f"netwarden.{scheme}"):
+        if e.name is not None and name.startswith(e.name):  # the plug-in itself is missing
             return None
         raise
     if scheme in _FACTORIES:  # the module registered itself on import

@@ -15,7 +15,7 @@ import importlib
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from . import __version__
 from .exitcodes import BAD_CONFIG, BAD_INPUT, INTERNAL, INTERRUPTED, MODEL_ERROR, OK, UserError
@@ -61,7 +61,8 @@ def add_parser_run(sub: Any) -> None:
 
 def add_parser_check_config(sub: Any) -> None:
     p = sub.add_parser("check-config", help="validate a config file and print it resolved")
-    p.add_argument("file", metavar="FILE")
+    p.add_argument("file", metavar="FILE", nargs="?")
+    p.add_argument("--config", metavar="FILE", help="the same as FILE")
     p.set_defaults(func=_lazy("netwarden.app_commands", "cmd_check_config"))
 
 
@@ -128,6 +129,18 @@ def _add_stubs(sub: Any, names: Sequence[str], hint: str) -> None:
         p.set_defaults(func=unavailable)
 
 
+class _Subcommands(argparse._SubParsersAction):  # type: ignore[type-arg]
+    """Gives every subcommand the common flags, so ``--log-level`` works after it too."""
+
+    common: argparse.ArgumentParser | None = None
+
+    def add_parser(self, name: str, **kw: Any) -> argparse.ArgumentParser:
+        if self.common is not None:
+            kw.setdefault("parents", [self.common])
+        parser: argparse.ArgumentParser = super().add_parser(name, **kw)
+        return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (built-in and optional subcommands)."""
     common = argparse.ArgumentParser(add_help=False)
@@ -140,14 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Streaming network-attack detection: packets -> flows -> ONNX scores -> "
                     "alerts.")
     parser.add_argument("--version", action="version", version=f"netwarden {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    sub_add = sub.add_parser
-
-    def add_parser(name: str, **kw: Any) -> argparse.ArgumentParser:
-        kw.setdefault("parents", [common])
-        return sub_add(name, **kw)  # type: ignore[no-any-return]
-
-    sub.add_parser = add_parser  # every subcommand accepts --log-level/--log-format too
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                action=_Subcommands)
+    cast(_Subcommands, sub).common = common
     for add in BUILTIN_COMMANDS:
         add(sub)
     _add_optional(sub)
