@@ -12,8 +12,6 @@ import csv
 from pathlib import Path
 
 import numpy as np
-import pytest
-
 from netwarden.features.cic_schema import CIC_SCHEMA
 from netwarden.flows.params import EndReason, FlowParams
 from netwarden.flows.synth import addr_halves
@@ -30,7 +28,7 @@ MIN_AGREE = {name: 9 for name in CIC_SCHEMA.names}
 
 def load_pcap(path: Path) -> PacketArray:
     """Decode an Ethernet/IPv4 capture with scapy into ``PACKET_DTYPE`` rows (test helper)."""
-    from scapy.all import IP, TCP, UDP, PcapReader  # noqa: PLC0415 (slow import, tests only)
+    from scapy.all import IP, TCP, UDP, PcapReader
 
     rows = []
     for i, frame in enumerate(PcapReader(str(path))):

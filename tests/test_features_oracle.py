@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from netwarden.features.cic_schema import CIC_SCHEMA
 from netwarden.flows.params import FlowParams
 from netwarden.flows.synth import random_packets
@@ -76,14 +75,17 @@ def reference(f: PacketArray) -> np.ndarray:
     pl, hdr, fl = f["payload_len"].astype(float), f["l4_hdr_len"].astype(float), f["tcp_flags"]
     n, nf, nb = len(f), int(fwd.sum()), int((~fwd).sum())
     dur = (ts[-1] - ts[0]) / 1e9
-    rate = (lambda x: x / dur if dur else 0.0)
+
+    def rate(x):
+        return x / dur if dur else 0.0
+
     fiat, biat, iat = np.diff(ts[fwd]) / US, np.diff(ts[~fwd]) / US, np.diff(ts) / US
     bit = lambda b, m=slice(None): float(((fl[m] & b) != 0).sum())  # noqa: E731
     active, idle = _activity(ts)
     out = [dur * 1e6, nf, nb, pl[fwd].sum(), pl[~fwd].sum()]
     out += _s4(pl[fwd], "MMMS") + _s4(pl[~fwd], "MMMS")
-    out += [rate(pl.sum()), rate(n)] + _s4(iat, "MSMM")
-    out += [fiat.sum()] + _s4(fiat, "MSMM") + [biat.sum()] + _s4(biat, "MSMM")
+    out += [rate(pl.sum()), rate(n), *_s4(iat, "MSMM")]
+    out += [fiat.sum(), *_s4(fiat, "MSMM"), biat.sum(), *_s4(biat, "MSMM")]
     out += [bit(8, fwd), bit(8, ~fwd), bit(32, fwd), bit(32, ~fwd), bit(4, fwd), bit(4, ~fwd)]
     out += [hdr[fwd].sum(), hdr[~fwd].sum(), rate(nf), rate(nb)]
     var = float(np.var(pl, ddof=1)) if n > 1 else 0.0
@@ -93,7 +95,7 @@ def reference(f: PacketArray) -> np.ndarray:
     out += _bulk(ts, pl.astype(int), fwd, True) + _bulk(ts, pl.astype(int), fwd, False)
     out += [nf // n, pl[fwd].sum() // n, nb // n, pl[~fwd].sum() // n]
     out += [f["tcp_window"][0], f["tcp_window"][~fwd][-1] if nb else 0, (pl[fwd] > 0).sum()]
-    out += [hdr[fwd].min()] + _s4(active / US, "MSMM") + _s4(idle / US, "MSMM")
+    out += [hdr[fwd].min(), *_s4(active / US, "MSMM"), *_s4(idle / US, "MSMM")]
     icmp = f["proto"][0] in (1, 58)
     out += [f["icmp_code"][0] if icmp else -1, f["icmp_type"][0] if icmp else -1]
     out += [dur * 1e6 if f["proto"][0] == 6 else 0.0]
@@ -114,8 +116,9 @@ def _traffic(seed: int) -> PacketArray:
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_online_features_equal_numpy_reference(seed: int) -> None:
     pk = _traffic(seed)
-    table = FlowTable(FlowParams(idle_timeout_s=1e4, active_timeout_s=1e5,
-                                 activity_timeout_s=ACTIVITY_S))
+    table = FlowTable(
+        FlowParams(idle_timeout_s=1e4, active_timeout_s=1e5, activity_timeout_s=ACTIVITY_S)
+    )
     assert len(table.update(pk)) == 0
     out = table.flush()
     assert len(out) == 25

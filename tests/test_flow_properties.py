@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from netwarden.flows.params import FlowParams
 from netwarden.flows.synth import PacketBuilder, addr_halves
 from netwarden.flows.table import FlowTable
@@ -16,9 +15,13 @@ FLAGS = [0x10, 0x18, 0x02, 0x12, 0x11, 0x04]  # ACK, PSH|ACK, SYN, SYN|ACK, FIN|
 
 packet = st.tuples(
     st.integers(0, 3_000_000),  # gap to the previous packet, us
-    st.sampled_from(HOSTS), st.sampled_from(HOSTS),
-    st.sampled_from([80, 1000, 1001]), st.sampled_from([80, 1000]),
-    st.sampled_from([6, 17]), st.sampled_from(FLAGS), st.integers(0, 1500),
+    st.sampled_from(HOSTS),
+    st.sampled_from(HOSTS),
+    st.sampled_from([80, 1000, 1001]),
+    st.sampled_from([80, 1000]),
+    st.sampled_from([6, 17]),
+    st.sampled_from(FLAGS),
+    st.integers(0, 1500),
 )
 
 
@@ -63,9 +66,7 @@ def test_key_symmetry_one_flow_per_conversation(rows) -> None:  # type: ignore[n
     pk = build(rows)
     ended, _ = run(pk, FlowParams())
     meta = ended[-1].meta
-    convs = {
-        (frozenset([(s, sp), (d, dp)]), pr) for _, s, d, sp, dp, pr, _, _ in rows
-    }
+    convs = {(frozenset([(s, sp), (d, dp)]), pr) for _, s, d, sp, dp, pr, _, _ in rows}
     assert len(meta) == len(convs)
     # forward is the first sender of each conversation
     first = {}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from netwarden.features.cic_schema import CIC_SCHEMA
 from netwarden.flows.params import EndedFlows, EndReason, FlowParams
 from netwarden.flows.synth import PacketBuilder, addr_halves, random_packets
@@ -189,8 +188,12 @@ def test_same_packets_give_same_flows() -> None:
         a = t.update(pk[:2500])
         b = t.update(pk[2500:])
         c = t.flush()
-        runs.append((np.concatenate([a.meta, b.meta, c.meta]),
-                     np.concatenate([a.features, b.features, c.features])))
+        runs.append(
+            (
+                np.concatenate([a.meta, b.meta, c.meta]),
+                np.concatenate([a.features, b.features, c.features]),
+            )
+        )
     assert np.array_equal(runs[0][0], runs[1][0])
     assert np.array_equal(runs[0][1], runs[1][1])
 

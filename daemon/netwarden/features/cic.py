@@ -16,13 +16,67 @@ import numpy as np
 
 from .cic_schema import CIC_SCHEMA
 from .cic_state import (
-    ACT_DATA, ACT_MAX, ACT_MEAN, ACT_MIN, ACT_M2, ACT_N, B_DUR, B_PKTS, B_SIZE, B_STATES,
-    B_PSH, B_RST, B_URG, BIAT_M2, BIAT_MAX, BIAT_MEAN, BIAT_MIN, BULK_B, BULK_F, BWD_HDR,
-    BWD_FIRST, BWD_LAST, BWD_M2, BWD_MEAN, BWD_N, BWD_PL, BWD_PL_MAX, BWD_PL_MIN, BWD_WIN, CONN_START,
-    F_PSH, F_RST, F_URG, FIAT_M2, FIAT_MAX, FIAT_MEAN, FIAT_MIN, FIRST_TS, FL_FIN, FWD_HDR,
-    FWD_LAST, FWD_M2, FWD_MEAN, FWD_N, FWD_PL, FWD_PL_MAX, FWD_PL_MIN, FWD_WIN, IAT_M2,
-    IAT_MAX, IAT_MEAN, IAT_MIN, ICMP_CODE, ICMP_TYPE, IDLE_M2, IDLE_MAX, IDLE_MEAN, IDLE_MIN,
-    IDLE_N, LAST_TS, SEG_MIN,
+    ACT_DATA,
+    ACT_M2,
+    ACT_MAX,
+    ACT_MEAN,
+    ACT_MIN,
+    ACT_N,
+    B_DUR,
+    B_PKTS,
+    B_PSH,
+    B_RST,
+    B_SIZE,
+    B_STATES,
+    B_URG,
+    BIAT_M2,
+    BIAT_MAX,
+    BIAT_MEAN,
+    BIAT_MIN,
+    BULK_B,
+    BULK_F,
+    BWD_FIRST,
+    BWD_HDR,
+    BWD_LAST,
+    BWD_M2,
+    BWD_MEAN,
+    BWD_N,
+    BWD_PL,
+    BWD_PL_MAX,
+    BWD_PL_MIN,
+    BWD_WIN,
+    CONN_START,
+    F_PSH,
+    F_RST,
+    F_URG,
+    FIAT_M2,
+    FIAT_MAX,
+    FIAT_MEAN,
+    FIAT_MIN,
+    FIRST_TS,
+    FL_FIN,
+    FWD_HDR,
+    FWD_LAST,
+    FWD_M2,
+    FWD_MEAN,
+    FWD_N,
+    FWD_PL,
+    FWD_PL_MAX,
+    FWD_PL_MIN,
+    FWD_WIN,
+    IAT_M2,
+    IAT_MAX,
+    IAT_MEAN,
+    IAT_MIN,
+    ICMP_CODE,
+    ICMP_TYPE,
+    IDLE_M2,
+    IDLE_MAX,
+    IDLE_MEAN,
+    IDLE_MIN,
+    IDLE_N,
+    LAST_TS,
+    SEG_MIN,
 )
 
 N_FEATURES = len(CIC_SCHEMA)
@@ -110,9 +164,7 @@ def cic_finalize(ci: np.ndarray, cf: np.ndarray, is_tcp: bool, o: np.ndarray) ->
     k = _stats4(o, 5, ci[FWD_PL_MAX], ci[FWD_PL_MIN], cf[FWD_MEAN], _std(cf[FWD_M2], nf), nf)
     k = _stats4(o, k, ci[BWD_PL_MAX], ci[BWD_PL_MIN], cf[BWD_MEAN], _std(cf[BWD_M2], nb_), nb_)
     o[k], o[k + 1] = _div(pl, dur_s), _div(n, dur_s)
-    k = _mean_std_max_min(
-        o, k + 2, cf[IAT_MEAN], cf[IAT_M2], ci[IAT_MAX], ci[IAT_MIN], n - 1, _US
-    )
+    k = _mean_std_max_min(o, k + 2, cf[IAT_MEAN], cf[IAT_M2], ci[IAT_MAX], ci[IAT_MIN], n - 1, _US)
     o[k] = (ci[FWD_LAST] - ci[FIRST_TS]) / _US if nf > 1 else 0.0
     k = _mean_std_max_min(
         o, k + 1, cf[FIAT_MEAN], cf[FIAT_M2], ci[FIAT_MAX], ci[FIAT_MIN], nf - 1, _US
@@ -147,4 +199,3 @@ def cic_finalize(ci: np.ndarray, cf: np.ndarray, is_tcp: bool, o: np.ndarray) ->
     )
     o[k], o[k + 1] = ci[ICMP_CODE], ci[ICMP_TYPE]
     o[k + 2] = (ci[LAST_TS] - ci[CONN_START]) / _US if is_tcp else 0.0
-

@@ -36,8 +36,14 @@ def _mix(x: np.uint64) -> np.uint64:
 
 @nb.njit(cache=True)
 def key_hash(
-    src_hi: np.uint64, src_lo: np.uint64, dst_hi: np.uint64, dst_lo: np.uint64,
-    sport: int, dport: int, proto: int, vlan: int,
+    src_hi: np.uint64,
+    src_lo: np.uint64,
+    dst_hi: np.uint64,
+    dst_lo: np.uint64,
+    sport: int,
+    dport: int,
+    proto: int,
+    vlan: int,
 ) -> np.uint64:
     """Hash of a flow key, equal for both directions (endpoint hashes are added)."""
     a = _mix(src_lo ^ _mix(src_hi + np.uint64(sport)))
@@ -59,13 +65,23 @@ def find(index: np.ndarray, keys: np.ndarray, ports: np.ndarray, p: np.void, h: 
         if s < 0:
             return -1, True
         if keys[s, K_HASH] == h and ports[s, 2] == p.proto and ports[s, 3] == p.vlan:
-            if (keys[s, K_SRC_LO] == p.src_lo and keys[s, K_SRC_HI] == p.src_hi
-                    and keys[s, K_DST_LO] == p.dst_lo and keys[s, K_DST_HI] == p.dst_hi
-                    and ports[s, 0] == p.sport and ports[s, 1] == p.dport):
+            if (
+                keys[s, K_SRC_LO] == p.src_lo
+                and keys[s, K_SRC_HI] == p.src_hi
+                and keys[s, K_DST_LO] == p.dst_lo
+                and keys[s, K_DST_HI] == p.dst_hi
+                and ports[s, 0] == p.sport
+                and ports[s, 1] == p.dport
+            ):
                 return s, True
-            if (keys[s, K_SRC_LO] == p.dst_lo and keys[s, K_SRC_HI] == p.dst_hi
-                    and keys[s, K_DST_LO] == p.src_lo and keys[s, K_DST_HI] == p.src_hi
-                    and ports[s, 0] == p.dport and ports[s, 1] == p.sport):
+            if (
+                keys[s, K_SRC_LO] == p.dst_lo
+                and keys[s, K_SRC_HI] == p.dst_hi
+                and keys[s, K_DST_LO] == p.src_lo
+                and keys[s, K_DST_HI] == p.src_hi
+                and ports[s, 0] == p.dport
+                and ports[s, 1] == p.sport
+            ):
                 return s, False
         i = (i + 1) & np.int64(mask)
 

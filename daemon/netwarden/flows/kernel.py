@@ -5,7 +5,8 @@ Everything here is numba ``njit(cache=True)`` and works on preallocated arrays o
 early and says why, so the Python side can grow an array and call again from that packet).
 
 Per-slot arrays: ``keys`` (uint64 addresses + key hash, :mod:`.hashtab`), ``ti`` (int64
-table bookkeeping, columns ``T_*``), ``ci``/``cf`` (feature state, :mod:`netwarden.features.cic_state`).
+table bookkeeping, columns ``T_*``), ``ci``/``cf`` (feature state, see
+:mod:`netwarden.features.cic_state`).
 Scalars shared across calls live in ``ctrl`` (``C_*``); parameters in ``prm`` (``P_*``).
 """
 
@@ -64,8 +65,16 @@ def _lru_append(ti: np.ndarray, ctrl: np.ndarray, s: int) -> None:
 
 @nb.njit(cache=True)
 def emit(
-    s: int, reason: int, keys: np.ndarray, ti: np.ndarray, ci: np.ndarray, cf: np.ndarray,
-    index: np.ndarray, free: np.ndarray, ctrl: np.ndarray, out_meta: np.ndarray,
+    s: int,
+    reason: int,
+    keys: np.ndarray,
+    ti: np.ndarray,
+    ci: np.ndarray,
+    cf: np.ndarray,
+    index: np.ndarray,
+    free: np.ndarray,
+    ctrl: np.ndarray,
+    out_meta: np.ndarray,
     out_feat: np.ndarray,
 ) -> None:
     """Finalise flow ``s`` into the next output row and release its slot."""
@@ -96,7 +105,7 @@ def emit(
 def _due(ti: np.ndarray, ci: np.ndarray, prm: np.ndarray, s: int, now: int) -> int:
     """End reason of flow ``s`` at packet clock ``now``, or -1 while it stays open."""
     st = ti[s, T_STATE]
-    closing = st == S_CLOSING or st == S_DONE
+    closing = st in (S_CLOSING, S_DONE)
     reason = ti[s, T_REASON] if st == S_DONE else R_FIN
     if closing and prm[P_GRACE] > 0 and now - ti[s, T_CLOSE] > prm[P_GRACE]:
         return reason
@@ -187,7 +196,7 @@ def update(pk, start, keys, ti, ci, cf, index, free, ctrl, prm, out_meta, out_fe
         if s >= 0:
             r = _due(ti, ci, prm, s, ts)
             st = ti[s, T_STATE]
-            if r < 0 and (st == S_CLOSING or st == S_DONE) and p.tcp_flags & _SYN:
+            if r < 0 and (st in (S_CLOSING, S_DONE)) and p.tcp_flags & _SYN:
                 r = ti[s, T_REASON] if st == S_DONE else R_FIN
             if r < 0:
                 _add(p, s, fwd, ti, ci, cf, prm)
@@ -195,9 +204,11 @@ def update(pk, start, keys, ti, ci, cf, index, free, ctrl, prm, out_meta, out_fe
                 _lru_unlink(ti, ctrl, s)
                 _lru_append(ti, ctrl, s)
                 if ti[s, T_STATE] == S_DONE and prm[P_GRACE] == 0:
-                    emit(s, ti[s, T_REASON], keys, ti, ci, cf, index, free, ctrl, out_meta, out_feat)
+                    emit(
+                        s, ti[s, T_REASON], keys, ti, ci, cf, index, free, ctrl, out_meta, out_feat
+                    )
                 continue
-            if (r == R_ACTIVE or r == R_IDLE) and not p.tcp_flags & _SYN:
+            if (r in (R_ACTIVE, R_IDLE)) and not p.tcp_flags & _SYN:
                 conn_start = ci[s, CONN_START]  # same TCP connection: Total TCP Flow Time goes on
             emit(s, r, keys, ti, ci, cf, index, free, ctrl, out_meta, out_feat)
         if ctrl[C_FREE_TOP] == 0:

@@ -62,12 +62,29 @@ class PacketBuilder:
         ip_hdr = 20 if sh == 0 else 40
         self._rows.append(
             dict(
-                ts_ns=int(round(ts_us * 1000)), src_hi=sh, src_lo=sl, dst_hi=dh, dst_lo=dl,
-                sport=sport, dport=dport, proto=proto, ip_version=4 if sh == 0 else 6, vlan=vlan,
-                wire_len=14 + ip_hdr + hdr + payload, ip_len=ip_hdr + hdr + payload,
-                ip_hdr_len=ip_hdr, l4_hdr_len=hdr, payload_len=payload, tcp_flags=flags,
-                tcp_window=window, icmp_type=icmp_type, icmp_code=icmp_code, ttl=64, frag=frag,
-                src_part=part, src_seq=seq if seq >= 0 else len(self._rows),
+                ts_ns=round(ts_us * 1000),
+                src_hi=sh,
+                src_lo=sl,
+                dst_hi=dh,
+                dst_lo=dl,
+                sport=sport,
+                dport=dport,
+                proto=proto,
+                ip_version=4 if sh == 0 else 6,
+                vlan=vlan,
+                wire_len=14 + ip_hdr + hdr + payload,
+                ip_len=ip_hdr + hdr + payload,
+                ip_hdr_len=ip_hdr,
+                l4_hdr_len=hdr,
+                payload_len=payload,
+                tcp_flags=flags,
+                tcp_window=window,
+                icmp_type=icmp_type,
+                icmp_code=icmp_code,
+                ttl=64,
+                frag=frag,
+                src_part=part,
+                src_seq=seq if seq >= 0 else len(self._rows),
             )
         )
         return self

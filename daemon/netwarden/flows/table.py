@@ -56,9 +56,12 @@ class FlowTable:
         self.schema = schema
         self._prm = np.array(
             [
-                int(params.idle_timeout_s * _NS), int(params.active_timeout_s * _NS),
-                int(params.activity_timeout_s * _NS), int(params.tcp_close_grace_s * _NS),
-                params.max_flows, SWEEP_INTERVAL_NS,
+                int(params.idle_timeout_s * _NS),
+                int(params.active_timeout_s * _NS),
+                int(params.activity_timeout_s * _NS),
+                int(params.tcp_close_grace_s * _NS),
+                params.max_flows,
+                SWEEP_INTERVAL_NS,
             ],
             dtype=np.int64,
         )
@@ -91,14 +94,20 @@ class FlowTable:
         index = np.full(size, -1, dtype=np.int32)
         rebuild(index, keys, ti[:, K.T_STATE])
         self._keys, self._ti, self._ci, self._cf, self._free, self._index = (
-            keys, ti, ci, cf, free, index)
+            keys,
+            ti,
+            ci,
+            cf,
+            free,
+            index,
+        )
         if old is not None:
             log.debug("flow table grown from %d to %d slots", n_old, cap)
 
     def _grow_out(self, need: int) -> None:
         cap = max(need, 2 * self._out_meta.shape[0])
-        meta = np.zeros(cap, dtype=FLOW_META_DTYPE)
-        feat = np.zeros((cap, N_FEATURES), dtype=np.float32)
+        meta = np.empty(cap, dtype=FLOW_META_DTYPE)
+        feat = np.empty((cap, N_FEATURES), dtype=np.float32)
         n = int(self._ctrl[K.C_OUT_N])
         meta[:n], feat[:n] = self._out_meta[:n], self._out_feat[:n]
         self._out_meta, self._out_feat = meta, feat
@@ -121,8 +130,9 @@ class FlowTable:
             raise TypeError(f"packets: dtype must be PACKET_DTYPE, got {packets.dtype}")
         i = 0
         while True:
-            i, status = K.update(packets, i, *self._state(), self._prm, self._out_meta,
-                                 self._out_feat)
+            i, status = K.update(
+                packets, i, *self._state(), self._prm, self._out_meta, self._out_feat
+            )
             if status == K.ST_DONE:
                 return self._take()
             if status == K.ST_NEED_GROW:
@@ -134,8 +144,19 @@ class FlowTable:
         """End the flows that are idle, over their active time or closed at clock ``now_ns``."""
         self._grow_out(int(self._ctrl[K.C_OUT_N] + self._ctrl[K.C_ACTIVE] + 4))
         keys, ti, ci, cf, index, free, ctrl = self._state()
-        K.sweep(np.int64(now_ns), keys, ti, ci, cf, index, free, ctrl, self._prm,
-                self._out_meta, self._out_feat)
+        K.sweep(
+            np.int64(now_ns),
+            keys,
+            ti,
+            ci,
+            cf,
+            index,
+            free,
+            ctrl,
+            self._prm,
+            self._out_meta,
+            self._out_feat,
+        )
         return self._take()
 
     def flush(self, reason: EndReason = EndReason.END_OF_INPUT) -> EndedFlows:
