@@ -278,3 +278,19 @@ def test_alert_file_round_trip(tmp_path: Path, model: Model) -> None:
     p = tmp_path / "a.json"
     p.write_text(json.dumps(alerts[0]))
     assert json.loads(p.read_text()) == alerts[0]
+
+
+def test_reason_ranking_and_noise_floor(model: Model) -> None:
+    from netwarden.alerts_reasons import Explainer
+
+    ex = Explainer.build(model.manifest, CIC_SCHEMA)
+    att = np.zeros((2, N_FEATURES), np.float32)
+    att[0, [0, 1, 2, 3, 4]] = [5.0, 0.01, 0.2, -3.0, np.nan]  # 0.01 < 1 % of 5: noise
+    att[1, [7, 9]] = [1.0, 2.0]
+    reasons, method = ex.reasons(benign_features(2), att)
+    assert method == "attributions"
+    names = CIC_SCHEMA.names
+    assert [r["feature"] for r in reasons[0]] == [names[0], names[2]]
+    assert [r["feature"] for r in reasons[1]] == [names[9], names[7]]
+    none, _ = ex.reasons(benign_features(1), np.zeros((1, N_FEATURES), np.float32))
+    assert none == [[]]

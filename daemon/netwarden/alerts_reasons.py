@@ -10,7 +10,8 @@ Two methods, chosen per model (documented in docs/alerts.md, "Reasons"):
   ``1e-3 * max(|median|, 1)`` so a feature that is constant in benign traffic ranks very high
   when it moves without dividing by zero.  Features without benign statistics are not ranked.
 
-Only positive contributions are reported: a feature at its benign median is no reason.
+Only contributions above zero and at least 1 % of the row's largest are reported: a feature
+at its benign median, or one whose attribution is noise next to the top one, is no reason.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ METHOD_ATTRIBUTIONS = "attributions"
 METHOD_ROBUST_Z = "robust_z"
 _P05_P95_SIGMAS = 3.29  # p95 - p05 of a normal distribution, in standard deviations
 _QUIET_UNITS = frozenset(("count", "ratio", "code", "type"))
+_MIN_SHARE = 0.01  # a reason must contribute at least 1 % of the top reason
 
 
 def fmt_num(x: float | None) -> str:
@@ -93,15 +95,12 @@ class Explainer:
         """Top ``k`` reasons per row (largest contribution first) and the method."""
         contrib, method = self.contributions(features, attributions)
         order = np.argsort(-contrib, axis=1, kind="stable")[:, :k]
+        top = np.take_along_axis(contrib, order[:, :1], axis=1)
+        floor = np.maximum(top * _MIN_SHARE, np.finfo(np.float64).tiny)
         out: list[list[dict[str, Any]]] = []
         for r in range(features.shape[0]):
-            out.append(
-                [
-                    self._reason(int(i), float(features[r, i]), float(contrib[r, i]))
-                    for i in order[r]
-                    if contrib[r, i] > 0
-                ]
-            )
+            keep = [int(i) for i in order[r] if contrib[r, i] >= floor[r, 0]]
+            out.append([self._reason(i, float(features[r, i]), float(contrib[r, i])) for i in keep])
         return out, method
 
     def _reason(self, i: int, value: float, contribution: float) -> dict[str, Any]:
@@ -110,8 +109,8 @@ class Explainer:
             "feature": self.names[i],
             "value": _json_num(value),
             "unit": self.units[i],
-            "benign_range": [float(self.p05[i]), float(self.p95[i])] if has else None,
-            "benign_median": float(self.median[i]) if has else None,
+            "benign_range": [_json_num(self.p05[i]), _json_num(self.p95[i])] if has else None,
+            "benign_median": _json_num(self.median[i]) if has else None,
             "contribution": _json_num(contribution),
         }
 
