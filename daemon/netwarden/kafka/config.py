@@ -38,14 +38,17 @@ class KafkaSettings:
     poll_timeout_ms: int = 200  # a quiet source yields an empty batch this often
     check_crcs: bool = True  # keep: the crc32c extension makes it cheap (docs/kafka.md)
     request_timeout_ms: int = 30_000
+    bootstrap_timeout_ms: int = 5_000  # one connection attempt; the source retries with backoff
     reconnect_backoff_ms: int = 100
     reconnect_backoff_max_ms: int = 10_000
+    commit_interval_s: float = 1.0  # how often the app commits watermarks
     connect_retry_max_s: float = 30.0  # cap of the backoff between attempts to (re)connect
     # Producer (alert sink and shipper).
     acks: str = "all"
     linger_ms: int = 5
     max_in_flight_requests_per_connection: int = 5
-    buffer_memory: int = 33_554_432
+    max_pending_alerts: int = 10_000  # unacknowledged alerts at most (kafka-python 3 has
+    # no buffer_memory bound): past it, write() waits up to max_block_ms, then parks alerts
     max_block_ms: int = 1_000  # send() waits at most this long for buffer room, then drops
     retries: int = 5
     delivery_timeout_ms: int = 30_000
@@ -57,6 +60,7 @@ class KafkaSettings:
         """kafka-python options common to consumers and producers."""
         return {
             "request_timeout_ms": self.request_timeout_ms,
+            "bootstrap_timeout_ms": self.bootstrap_timeout_ms,
             "reconnect_backoff_ms": self.reconnect_backoff_ms,
             "reconnect_backoff_max_ms": self.reconnect_backoff_max_ms,
             **dict(self.security),

@@ -1,8 +1,9 @@
 """Kafka alert sink: JSON documents to a topic, key = the alert's flow id.
 
-Bounded everywhere: kafka-python's send buffer is ``buffer_memory`` bytes and ``send`` waits at
-most ``max_block_ms`` for room; records the broker rejected after kafka-python's own retries
-wait in a retry buffer of ``retry_buffer`` records and are sent again on the next flush.
+Bounded everywhere: at most ``max_pending_alerts`` alerts wait for acks, and ``write`` waits at
+most ``max_block_ms`` for room before parking an alert; records the broker rejected after
+kafka-python's own retries wait in a retry buffer of ``retry_buffer`` records and are sent
+again on the next flush.
 :meth:`KafkaAlertSink.flush` returns only when every written document is acknowledged by the
 broker, and raises :class:`KafkaSinkError` when that did not happen within
 ``flush_timeout_s``, so the application does not commit offsets past unacknowledged alerts.
@@ -21,6 +22,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 
 from ..metrics import Metrics
+from ..sinks.jsonl import SinkError
 from ..stages import Document
 from .config import KafkaSettings, TopicUrl
 
@@ -30,7 +32,7 @@ log = logging.getLogger(__name__)
 KEY_FIELDS = ("flow.id", "network.community_id", "event.id")
 
 
-class KafkaSinkError(RuntimeError):
+class KafkaSinkError(SinkError):
     """Alerts were not acknowledged by the broker in time; do not commit source offsets."""
 
 
@@ -103,6 +105,11 @@ class KafkaAlertSink:
 
     def _send(self, key: bytes | None, value: bytes) -> None:
         producer = self._ensure_producer()
+        if producer is not None and self._unacked >= self.settings.max_pending_alerts:
+            try:  # bounded: wait at most max_block_ms for acks to make room
+                producer.flush(timeout=self.settings.max_block_ms / 1000)
+            except KafkaTimeoutError:
+                producer = None
         if producer is None:
             self._keep(key, value)
             return
@@ -146,7 +153,7 @@ class KafkaAlertSink:
         try:
             self._producer = KafkaProducer(
                 bootstrap_servers=list(self.url.brokers), acks=_acks(s.acks),
-                linger_ms=s.linger_ms, retries=s.retries, buffer_memory=s.buffer_memory,
+                linger_ms=s.linger_ms, retries=s.retries,
                 max_in_flight_requests_per_connection=s.max_in_flight_requests_per_connection,
                 max_block_ms=s.max_block_ms, delivery_timeout_ms=s.delivery_timeout_ms,
                 **s.client_options())

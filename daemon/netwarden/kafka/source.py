@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
@@ -22,6 +22,10 @@ from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from ..metrics import Metrics
+
+if TYPE_CHECKING:
+    from ..app_sources import SourceContext
+    from ..config import Url
 from ..packets import FrameBatch
 from .config import KafkaSettings, TopicUrl
 from .formats import BAD_REASONS, OK, Decoded, decode_netwarden, decode_pycapa, empty_frames
@@ -49,6 +53,7 @@ class KafkaSource:
         self.url = url
         self.settings = settings or KafkaSettings()
         self.metrics = metrics or Metrics()
+        self.commit_interval_s = self.settings.commit_interval_s  # read by app_build
         self._consumer: KafkaConsumer | None = None
         self._closed = False
         self._assigned: frozenset[int] = frozenset()
@@ -274,6 +279,14 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     def on_partitions_assigned(self, assigned: Any) -> None:
         self._source._assigned_now(frozenset(tp.partition for tp in assigned))
+
+
+def open_source(url: Url, ctx: SourceContext) -> KafkaSource:
+    """Factory the source registry finds (:data:`netwarden.app_sources.KNOWN_PLUGINS`)."""
+    from .config import parse_topic_url, settings_from_table
+
+    return KafkaSource(parse_topic_url(url), settings=settings_from_table(ctx.config.kafka),
+                       metrics=ctx.metrics)
 
 
 def open_kafka_source(url: str, *, metrics: Metrics | None = None,
