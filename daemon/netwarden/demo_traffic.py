@@ -229,25 +229,39 @@ def _ssh_brute_force(out: list[Packet], rng: random.Random, t: float, n: int) ->
         t += rng.uniform(0.15, 0.6)  # the next guess starts before this one has finished
 
 
-def demo_packets(seed: int = 7) -> list[Packet]:
+@dataclass(frozen=True)
+class Scale:
+    """How much of each family to generate."""
+
+    web: int = 25
+    dns: int = 60
+    scan_ports: int = 300
+    flood_syns: int = 500
+    brute_attempts: int = 40
+
+
+SMALL = Scale(web=3, dns=6, scan_ports=20, flood_syns=30, brute_attempts=4)  # for tests
+
+
+def demo_packets(seed: int = 7, scale: Scale = Scale()) -> list[Packet]:
     """All demo packets, sorted by time (about 40 s of traffic)."""
     rng = random.Random(seed)
     out: list[Packet] = []
-    for _ in range(25):
+    for _ in range(scale.web):
         _web_session(out, rng, START_TS + rng.uniform(0, 38))
-    for _ in range(60):
+    for _ in range(scale.dns):
         _dns_query(out, rng, START_TS + rng.uniform(0, 40))
     _ssh_session(out, rng, START_TS + rng.uniform(0, 4))
-    _port_scan(out, rng, START_TS + 6.0, n_ports=300)
-    _syn_flood(out, rng, START_TS + 14.0, n=500)
-    _ssh_brute_force(out, rng, START_TS + 20.0, n=40)
+    _port_scan(out, rng, START_TS + 6.0, n_ports=scale.scan_ports)
+    _syn_flood(out, rng, START_TS + 14.0, n=scale.flood_syns)
+    _ssh_brute_force(out, rng, START_TS + 20.0, n=scale.brute_attempts)
     out.sort(key=lambda p: float(p.time))
     return out
 
 
-def write_demo_pcap(path: Path, seed: int = 7) -> int:
+def write_demo_pcap(path: Path, seed: int = 7, scale: Scale = Scale()) -> int:
     """Write the demo capture (classic pcap, Ethernet) to ``path``; returns the packet count."""
-    pkts = demo_packets(seed)
+    pkts = demo_packets(seed, scale)
     wrpcap(str(path), pkts)
     return len(pkts)
 
