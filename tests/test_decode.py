@@ -351,3 +351,18 @@ def test_shared_capture_fields_match_scapy(shared_data: Path, path: Path) -> Non
         icmp += "icmp_type" in exp
     assert checked > 0
     assert icmp > 0 or "icmp" not in path.name
+
+
+def test_batch_with_other_array_types_decodes_the_same() -> None:
+    b = make_batch([bytes(ETH / V4 / SEG), bytes(ETH / V6 / SEG)])
+    odd = FrameBatch(
+        data=np.frombuffer(b.data.tobytes(), dtype=np.uint8),  # read-only
+        offsets=b.offsets.astype(np.int32),
+        caplen=b.caplen.astype(np.int64),
+        wirelen=b.wirelen[::1],
+        ts_ns=b.ts_ns,
+        linktype=b.linktype.astype(np.int64),
+        part=b.part,
+        seq=b.seq,
+    )
+    assert decode(odd)[0].tobytes() == decode(b)[0].tobytes()

@@ -87,8 +87,18 @@ def decode(batch: FrameBatch) -> tuple[PacketArray, npt.NDArray[np.int64]]:
     out = np.zeros(len(batch), dtype=PACKET_DTYPE)
     skips = np.zeros(len(SkipReason), dtype=np.int64)
     b = batch
-    frames = (b.offsets, b.caplen, b.wirelen, b.ts_ns, b.linktype, b.part, b.seq)
-    k = _decode_frames(b.data, frames, out, skips)
+    # The batch types are the contract; this only copies when a source broke it (no-op else),
+    # and keeps the kernel to one compiled signature.
+    frames = (
+        np.ascontiguousarray(b.offsets, dtype=np.int64),
+        np.ascontiguousarray(b.caplen, dtype=np.uint32),
+        np.ascontiguousarray(b.wirelen, dtype=np.uint32),
+        np.ascontiguousarray(b.ts_ns, dtype=np.int64),
+        np.ascontiguousarray(b.linktype, dtype=np.uint16),
+        np.ascontiguousarray(b.part, dtype=np.int32),
+        np.ascontiguousarray(b.seq, dtype=np.int64),
+    )
+    k = _decode_frames(np.ascontiguousarray(b.data, dtype=np.uint8), frames, out, skips)
     return out[:k], skips
 
 

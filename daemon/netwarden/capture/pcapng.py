@@ -154,6 +154,69 @@ def ts_to_ns(raw, tsresol, offset_s):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
+def _stop(state, skips, reason, done, pos):  # type: ignore[no-untyped-def]
+    """Count ``reason`` and end the scan at ``pos``; returns -1."""
+    skips[reason] += 1
+    state[ST_DONE] = done
+    state[ST_BAD_POS] = pos
+    return -1
+
+
+@njit(cache=True)
+def _block_length(buf, pos, state, skips):  # type: ignore[no-untyped-def]
+    """Check the block at ``pos`` (a section header switches the byte order and clears the
+    interface table); return its length, or -1 when the scan must stop."""
+    if pos + 12 > buf.shape[0]:
+        return _stop(state, skips, SKIP_TRUNCATED, DONE_EOF, pos)
+    swap = state[ST_SWAP]
+    if _rd32(buf, pos, swap) == SHB:
+        bom = _rd32(buf, pos + 8, 0)
+        if bom != BOM and bom != BOM_SWAPPED:
+            return _stop(state, skips, SKIP_BAD_SECTION, DONE_BAD, pos)
+        swap = 0 if bom == BOM else 1
+        state[ST_SWAP] = swap
+        state[ST_NIF] = 0
+    blen = _rd32(buf, pos + 4, swap)
+    if blen < 12 or blen % 4 != 0:
+        return _stop(state, skips, SKIP_BAD_LENGTH, DONE_BAD, pos)
+    if pos + blen > buf.shape[0]:
+        return _stop(state, skips, SKIP_TRUNCATED, DONE_EOF, pos)
+    if _rd32(buf, pos + blen - 4, swap) != blen:  # the trailing copy of the length
+        return _stop(state, skips, SKIP_BAD_LENGTH, DONE_BAD, pos)
+    return blen
+
+
+@njit(cache=True)
+def _packet_block(buf, btype, body, bend, swap, snaplen0):  # type: ignore[no-untyped-def]
+    """Fields of an EPB/OPB/SPB: ``(data, caplen, wirelen, ifid, raw_ts)``; caplen -1 when
+    the lengths are impossible.  SPBs use interface 0's snap length and have no timestamp."""
+    if btype == SPB:
+        if bend - body < 4:
+            return 0, -1, 0, 0, 0
+        orig = _rd32(buf, body, swap)
+        cap = min(orig, bend - body - 4)
+        if snaplen0 > 0:
+            cap = min(cap, snaplen0)
+        return body + 4, cap, orig, 0, 0
+    if bend - body < 20:
+        return 0, -1, 0, 0, 0
+    ifid = _rd16(buf, body, swap) if btype == OPB else _rd32(buf, body, swap)
+    raw = (_rd32(buf, body + 4, swap) << 32) | _rd32(buf, body + 8, swap)
+    cap = _rd32(buf, body + 12, swap)
+    if cap > bend - body - 20:
+        cap = -1
+    return body + 20, cap, _rd32(buf, body + 16, swap), ifid, raw
+
+
+@njit(cache=True)
+def _add_interface(buf, body, bend, state, ifaces):  # type: ignore[no-untyped-def]
+    nif = state[ST_NIF]
+    if nif < MAX_IFACES and bend - body >= 8:
+        _read_idb(buf, body, bend, state[ST_SWAP], ifaces[nif])
+        state[ST_NIF] = nif + 1
+
+
+@njit(cache=True)
 def scan_pcapng(buf, state, skips, ifaces, limits, out):  # type: ignore[no-untyped-def]
     """Find up to ``limits[0]`` frames from ``state[ST_POS]``; return how many were stored.
 
@@ -162,87 +225,29 @@ def scan_pcapng(buf, state, skips, ifaces, limits, out):  # type: ignore[no-unty
     """
     max_frames, max_span = limits
     offsets, caplen, wirelen, ts_ns, lt, seq = out
-    size = buf.shape[0]
     pos = state[ST_POS]
     start = pos
     n = 0
     while n < max_frames and pos - start < max_span:
-        if pos >= size:
+        if pos >= buf.shape[0]:
             state[ST_DONE] = DONE_EOF
             break
-        if pos + 12 > size:
-            skips[SKIP_TRUNCATED] += 1
-            state[ST_DONE] = DONE_EOF
+        blen = _block_length(buf, pos, state, skips)
+        if blen < 0:
             break
         swap = state[ST_SWAP]
         btype = _rd32(buf, pos, swap)
-        if btype == SHB:
-            bom = _rd32(buf, pos + 8, 0)
-            if bom != BOM and bom != BOM_SWAPPED:
-                skips[SKIP_BAD_SECTION] += 1
-                state[ST_DONE] = DONE_BAD
-                state[ST_BAD_POS] = pos
-                break
-            swap = 0 if bom == BOM else 1
-            state[ST_SWAP] = swap
-            state[ST_NIF] = 0
-        blen = _rd32(buf, pos + 4, swap)
-        if blen < 12 or blen % 4 != 0:
-            skips[SKIP_BAD_LENGTH] += 1
-            state[ST_DONE] = DONE_BAD
-            state[ST_BAD_POS] = pos
-            break
-        if pos + blen > size:
-            skips[SKIP_TRUNCATED] += 1
-            state[ST_DONE] = DONE_EOF
-            break
-        body = pos + 8
-        bend = pos + blen - 4
-        if _rd32(buf, bend, swap) != blen:
-            skips[SKIP_BAD_LENGTH] += 1
-            state[ST_DONE] = DONE_BAD
-            state[ST_BAD_POS] = pos
-            break
+        body, bend = pos + 8, pos + blen - 4
         pos += blen
         if btype == IDB:
-            nif = state[ST_NIF]
-            if nif < MAX_IFACES and bend - body >= 8:
-                _read_idb(buf, body, bend, swap, ifaces[nif])
-                state[ST_NIF] = nif + 1
-            continue
+            _add_interface(buf, body, bend, state, ifaces)
         if btype != EPB and btype != OPB and btype != SPB:
             continue
-        data = np.int64(0)
-        orig = np.int64(0)
-        raw = np.int64(0)
-        ifid = np.int64(0)
-        ts = np.int64(0)
-        if btype == SPB:
-            if bend - body < 4:
-                cap = np.int64(-1)
-            else:
-                orig = _rd32(buf, body, swap)
-                data = body + 4
-                snap = ifaces[0, IF_SNAPLEN]
-                cap = min(orig, bend - data)
-                if snap > 0:
-                    cap = min(cap, snap)
-            ts = state[ST_PREV_TS]
-        else:
-            if bend - body < 20:
-                cap = np.int64(-1)
-            else:
-                ifid = _rd16(buf, body, swap) if btype == OPB else _rd32(buf, body, swap)
-                raw = (_rd32(buf, body + 4, swap) << 32) | _rd32(buf, body + 8, swap)
-                cap = _rd32(buf, body + 12, swap)
-                orig = _rd32(buf, body + 16, swap)
-                data = body + 20
-                if cap > bend - data:
-                    cap = np.int64(-1)
+        data, cap, orig, ifid, raw = _packet_block(
+            buf, btype, body, bend, swap, ifaces[0, IF_SNAPLEN]
+        )
         if cap < 0 or cap > MAX_CAPLEN:
-            skips[SKIP_BAD_LENGTH] += 1
-            state[ST_DONE] = DONE_BAD
-            state[ST_BAD_POS] = pos - blen
+            _stop(state, skips, SKIP_BAD_LENGTH, DONE_BAD, pos - blen)
             break
         state[ST_NREC] += 1
         if ifid >= state[ST_NIF]:
@@ -252,13 +257,11 @@ def scan_pcapng(buf, state, skips, ifaces, limits, out):  # type: ignore[no-unty
             skips[SKIP_EMPTY] += 1
             continue
         if btype != SPB:
-            row = ifaces[ifid]
-            ts = ts_to_ns(raw, row[IF_TSRESOL], row[IF_TSOFFSET])
-        state[ST_PREV_TS] = ts
+            state[ST_PREV_TS] = ts_to_ns(raw, ifaces[ifid, IF_TSRESOL], ifaces[ifid, IF_TSOFFSET])
         offsets[n] = data
         caplen[n] = cap
         wirelen[n] = orig
-        ts_ns[n] = ts
+        ts_ns[n] = state[ST_PREV_TS]
         lt[n] = ifaces[ifid, IF_LINKTYPE]
         seq[n] = state[ST_NREC] - 1
         n += 1
