@@ -9,6 +9,8 @@ Times are kept in ns internally and reported in microseconds.
 
 from __future__ import annotations
 
+from typing import Any
+
 import math
 
 import numba as nb
@@ -79,12 +81,14 @@ from .cic_state import (
     SEG_MIN,
 )
 
+Num = Any  # a Python or numpy scalar; numba types it at compile time
+
 N_FEATURES = len(CIC_SCHEMA)
 _US = 1000.0  # ns per microsecond
 
 
 @nb.njit(cache=True, inline="always")
-def _std(m2: float, n: int) -> float:
+def _std(m2: float, n: Num) -> float:
     """Sample standard deviation (n - 1), as Apache SummaryStatistics; 0 for n < 2."""
     return math.sqrt(max(m2, 0.0) / (n - 1)) if n > 1 else 0.0
 
@@ -95,7 +99,7 @@ def _div(a: float, b: float) -> float:
 
 
 @nb.njit(cache=True)
-def _stats4(o: np.ndarray, k: int, mx: float, mn: float, mean: float, sd: float, n: int) -> int:
+def _stats4(o: np.ndarray, k: int, mx: float, mn: float, mean: float, sd: float, n: Num) -> int:
     """Write max, min, mean, std (or zeros when the series is empty); return the next index."""
     if n > 0:
         o[k], o[k + 1], o[k + 2], o[k + 3] = mx, mn, mean, sd
@@ -106,7 +110,7 @@ def _stats4(o: np.ndarray, k: int, mx: float, mn: float, mean: float, sd: float,
 
 @nb.njit(cache=True)
 def _mean_std_max_min(
-    o: np.ndarray, k: int, mean: float, m2: float, mx: float, mn: float, n: int, scale: float
+    o: np.ndarray, k: int, mean: float, m2: float, mx: float, mn: float, n: Num, scale: float
 ) -> int:
     if n > 0:
         o[k] = mean / scale
@@ -136,12 +140,12 @@ def _combined_len(ci: np.ndarray, cf: np.ndarray) -> tuple[float, float, float, 
 
 
 @nb.njit(cache=True, inline="always")
-def _var(m2: float, n: int) -> float:
+def _var(m2: float, n: Num) -> float:
     return max(m2, 0.0) / (n - 1) if n > 1 else 0.0
 
 
 @nb.njit(cache=True)
-def _bulk_out(o: np.ndarray, k: int, ci: np.ndarray, b: int) -> int:
+def _bulk_out(o: np.ndarray, k: int, ci: np.ndarray, b: Num) -> int:
     """Bytes/bulk, packets/bulk (integer division) and bulk rate (truncated), as CICFlowMeter."""
     states = ci[b + B_STATES]
     o[k] = ci[b + B_SIZE] // states if states else 0

@@ -9,6 +9,8 @@ flow table's packet loop.  The order of operations follows CICFlowMeter's ``Basi
 
 from __future__ import annotations
 
+from typing import Any
+
 import numba as nb
 import numpy as np
 
@@ -82,6 +84,9 @@ from .cic_state import (
     START_ACT,
 )
 
+Num = Any  # a Python or numpy scalar; numba types it at compile time
+Rec = Any  # one PACKET_DTYPE record inside a numba kernel
+
 BULK_GAP_NS = 1_000_000_000  # CICFlowMeter: a gap over 1 s ends a bulk
 BULK_MIN_PKTS = 4  # CICFlowMeter: 4 payload packets in a row make a bulk
 _FLAG_BITS = (0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x80, 0x40)  # FIN SYN RST PSH ACK URG CWR ECE
@@ -89,7 +94,7 @@ _ICMP = (1, 58)
 
 
 @nb.njit(cache=True, inline="always")
-def _welford(cf: np.ndarray, mean_col: int, m2_col: int, n: int, x: float) -> None:
+def _welford(cf: np.ndarray, mean_col: Num, m2_col: Num, n: Num, x: float) -> None:
     """Fold ``x`` into the running mean/M2 of a series that now has ``n`` values."""
     d = x - cf[mean_col]
     cf[mean_col] += d / n
@@ -97,7 +102,7 @@ def _welford(cf: np.ndarray, mean_col: int, m2_col: int, n: int, x: float) -> No
 
 
 @nb.njit(cache=True, inline="always")
-def _minmax(ci: np.ndarray, lo: int, hi: int, n: int, x: int) -> None:
+def _minmax(ci: np.ndarray, lo: Num, hi: Num, n: Num, x: Num) -> None:
     if n == 1 or x < ci[lo]:
         ci[lo] = x
     if n == 1 or x > ci[hi]:
@@ -105,7 +110,7 @@ def _minmax(ci: np.ndarray, lo: int, hi: int, n: int, x: int) -> None:
 
 
 @nb.njit(cache=True)
-def _bulk(ci: np.ndarray, b: int, other: int, ts: int, size: int) -> None:
+def _bulk(ci: np.ndarray, b: Num, other: Num, ts: Num, size: Num) -> None:
     """CICFlowMeter's updateForwardBulk/updateBackwardBulk for the block at column ``b``."""
     if ci[other + B_LAST] > ci[b + B_START_H]:
         ci[b + B_START_H] = -1
@@ -132,7 +137,7 @@ def _bulk(ci: np.ndarray, b: int, other: int, ts: int, size: int) -> None:
 
 
 @nb.njit(cache=True)
-def _activity(ci: np.ndarray, cf: np.ndarray, ts: int, activity_ns: int) -> None:
+def _activity(ci: np.ndarray, cf: np.ndarray, ts: Num, activity_ns: Num) -> None:
     """CICFlowMeter's updateActiveIdleTime: a gap over ``activity_ns`` closes an active period."""
     gap = ts - ci[END_ACT]
     if gap > activity_ns:
@@ -149,7 +154,7 @@ def _activity(ci: np.ndarray, cf: np.ndarray, ts: int, activity_ns: int) -> None
 
 
 @nb.njit(cache=True)
-def _flags(ci: np.ndarray, flags: int, fwd: bool) -> None:
+def _flags(ci: np.ndarray, flags: Num, fwd: bool) -> None:
     for k in range(8):
         if flags & _FLAG_BITS[k]:
             ci[FL_FIN + k] += 1
@@ -162,7 +167,7 @@ def _flags(ci: np.ndarray, flags: int, fwd: bool) -> None:
 
 
 @nb.njit(cache=True)
-def cic_init(ci: np.ndarray, cf: np.ndarray, p: np.void, conn_start: int) -> None:
+def cic_init(ci: np.ndarray, cf: np.ndarray, p: Rec, conn_start: Num) -> None:
     """Reset one flow's state and fold in its first packet ``p`` (always forward)."""
     ci[:] = 0
     cf[:] = 0.0
@@ -184,7 +189,7 @@ def cic_init(ci: np.ndarray, cf: np.ndarray, p: np.void, conn_start: int) -> Non
 
 
 @nb.njit(cache=True)
-def cic_add(ci: np.ndarray, cf: np.ndarray, p: np.void, fwd: bool, activity_ns: int) -> None:
+def cic_add(ci: np.ndarray, cf: np.ndarray, p: Rec, fwd: bool, activity_ns: Num) -> None:
     """Fold a later packet ``p`` of the flow into its state (``fwd``: sent by the initiator)."""
     ts = np.int64(p.ts_ns)
     _activity(ci, cf, ts, activity_ns)
@@ -196,7 +201,7 @@ def cic_add(ci: np.ndarray, cf: np.ndarray, p: np.void, fwd: bool, activity_ns: 
 
 
 @nb.njit(cache=True)
-def _direction(ci: np.ndarray, cf: np.ndarray, p: np.void, fwd: bool) -> None:
+def _direction(ci: np.ndarray, cf: np.ndarray, p: Rec, fwd: bool) -> None:
     """Per-direction counters, payload and IAT statistics, bulk and flags of one packet."""
     ts = np.int64(p.ts_ns)
     pl = np.int64(p.payload_len)

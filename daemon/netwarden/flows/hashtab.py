@@ -9,8 +9,13 @@ same slot; the stored key keeps the flow's orientation (forward = first sender).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numba as nb
 import numpy as np
+
+Num = Any  # a Python or numpy scalar; numba types it at compile time
+Rec = Any  # one PACKET_DTYPE record inside a numba kernel
 
 # columns of the uint64 key matrix
 K_SRC_HI, K_SRC_LO, K_DST_HI, K_DST_LO, K_HASH = 0, 1, 2, 3, 4
@@ -40,10 +45,10 @@ def key_hash(
     src_lo: np.uint64,
     dst_hi: np.uint64,
     dst_lo: np.uint64,
-    sport: int,
-    dport: int,
-    proto: int,
-    vlan: int,
+    sport: Num,
+    dport: Num,
+    proto: Num,
+    vlan: Num,
 ) -> np.uint64:
     """Hash of a flow key, equal for both directions (endpoint hashes are added)."""
     a = _mix(src_lo ^ _mix(src_hi + np.uint64(sport)))
@@ -53,7 +58,9 @@ def key_hash(
 
 
 @nb.njit(cache=True)
-def find(index: np.ndarray, keys: np.ndarray, ports: np.ndarray, p: np.void, h: np.uint64) -> tuple:
+def find(
+    index: np.ndarray, keys: np.ndarray, ports: np.ndarray, p: Rec, h: Num
+) -> tuple[int, bool]:
     """Return (slot, forward) of packet ``p``'s flow, or (-1, True) when it has none.
 
     ``ports`` holds per slot (sport, dport, proto, vlan) of the stored orientation.
@@ -87,7 +94,7 @@ def find(index: np.ndarray, keys: np.ndarray, ports: np.ndarray, p: np.void, h: 
 
 
 @nb.njit(cache=True)
-def insert(index: np.ndarray, h: np.uint64, slot: int) -> None:
+def insert(index: np.ndarray, h: Num, slot: Num) -> None:
     """Place ``slot`` at the first free position of its probe sequence."""
     mask = index.shape[0] - 1
     i = np.int64(h & np.uint64(mask))
@@ -97,7 +104,7 @@ def insert(index: np.ndarray, h: np.uint64, slot: int) -> None:
 
 
 @nb.njit(cache=True)
-def remove(index: np.ndarray, keys: np.ndarray, slot: int) -> None:
+def remove(index: np.ndarray, keys: np.ndarray, slot: Num) -> None:
     """Delete ``slot`` from the index, shifting later entries of its cluster back."""
     mask = index.shape[0] - 1
     i = np.int64(keys[slot, K_HASH] & np.uint64(mask))

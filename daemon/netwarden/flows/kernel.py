@@ -12,6 +12,8 @@ Scalars shared across calls live in ``ctrl`` (``C_*``); parameters in ``prm`` (`
 
 from __future__ import annotations
 
+from typing import Any
+
 import numba as nb
 import numpy as np
 
@@ -19,6 +21,9 @@ from ..features.cic import cic_finalize
 from ..features.cic_online import cic_add, cic_init
 from ..features.cic_state import BWD_N, CONN_START, FIRST_TS, FWD_N, LAST_TS
 from .hashtab import K_DST_HI, K_DST_LO, K_HASH, K_SRC_HI, K_SRC_LO, find, insert, key_hash, remove
+
+Num = Any  # a Python or numpy scalar; numba types it at compile time
+Rec = Any  # one PACKET_DTYPE record inside a numba kernel
 
 # ti columns (0..3 are read by hashtab.find: sport, dport, proto, vlan)
 T_SPORT, T_DPORT, T_PROTO, T_VLAN, T_IPVER, T_STATE, T_REASON, T_CLOSE = 0, 1, 2, 3, 4, 5, 6, 7
@@ -39,7 +44,7 @@ _TCP, _SYN, _FIN, _RST, _ACK = 6, 0x02, 0x01, 0x04, 0x10
 
 
 @nb.njit(cache=True)
-def _lru_unlink(ti: np.ndarray, ctrl: np.ndarray, s: int) -> None:
+def _lru_unlink(ti: np.ndarray, ctrl: np.ndarray, s: Num) -> None:
     prev, nxt = ti[s, T_PREV], ti[s, T_NEXT]
     if prev >= 0:
         ti[prev, T_NEXT] = nxt
@@ -52,7 +57,7 @@ def _lru_unlink(ti: np.ndarray, ctrl: np.ndarray, s: int) -> None:
 
 
 @nb.njit(cache=True)
-def _lru_append(ti: np.ndarray, ctrl: np.ndarray, s: int) -> None:
+def _lru_append(ti: np.ndarray, ctrl: np.ndarray, s: Num) -> None:
     tail = ctrl[C_TAIL]
     ti[s, T_PREV] = tail
     ti[s, T_NEXT] = -1
@@ -65,8 +70,8 @@ def _lru_append(ti: np.ndarray, ctrl: np.ndarray, s: int) -> None:
 
 @nb.njit(cache=True)
 def emit(
-    s: int,
-    reason: int,
+    s: Num,
+    reason: Num,
     keys: np.ndarray,
     ti: np.ndarray,
     ci: np.ndarray,
@@ -102,7 +107,7 @@ def emit(
 
 
 @nb.njit(cache=True)
-def _due(ti: np.ndarray, ci: np.ndarray, prm: np.ndarray, s: int, now: int) -> int:
+def _due(ti: np.ndarray, ci: np.ndarray, prm: np.ndarray, s: Num, now: Num) -> int:
     """End reason of flow ``s`` at packet clock ``now``, or -1 while it stays open."""
     st = ti[s, T_STATE]
     closing = st in (S_CLOSING, S_DONE)
@@ -127,7 +132,7 @@ def sweep(now, keys, ti, ci, cf, index, free, ctrl, prm, out_meta, out_feat) -> 
 
 
 @nb.njit(cache=True)
-def _tcp_state(ti: np.ndarray, s: int, flags: int, fwd: bool, ts: int) -> None:
+def _tcp_state(ti: np.ndarray, s: Num, flags: Num, fwd: bool, ts: Num) -> None:
     """Advance the close handshake: RST, FIN both ways (closing), then the last ACK (done)."""
     st = ti[s, T_STATE]
     if st == S_DONE:

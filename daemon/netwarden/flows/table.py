@@ -67,26 +67,29 @@ class FlowTable:
         )
         self._ctrl = np.array([0, -1, -1, 0, np.iinfo(np.int64).min, 0], dtype=np.int64)
         self.ended_by_reason: dict[EndReason, int] = {r: 0 for r in EndReason}
+        self._keys = np.zeros((0, N_KCOLS), dtype=np.uint64)
+        self._ti = np.zeros((0, K.N_TCOLS), dtype=np.int64)
+        self._ci = np.zeros((0, N_ICOLS), dtype=np.int64)
+        self._cf = np.zeros((0, N_FCOLS), dtype=np.float64)
+        self._free = np.zeros(0, dtype=np.int32)
+        self._index = np.full(2, -1, dtype=np.int32)
         self._alloc(min(params.max_flows, _INITIAL_CAPACITY))
         self._out_meta = np.zeros(1024, dtype=FLOW_META_DTYPE)
         self._out_feat = np.zeros((1024, N_FEATURES), dtype=np.float32)
 
     # ---- storage ------------------------------------------------------------------------
     def _alloc(self, cap: int) -> None:
-        old = getattr(self, "_ti", None)
-        n_old = 0 if old is None else old.shape[0]
+        n_old = self._ti.shape[0]
         keys = np.zeros((cap, N_KCOLS), dtype=np.uint64)
         ti = np.zeros((cap, K.N_TCOLS), dtype=np.int64)
         ci = np.zeros((cap, N_ICOLS), dtype=np.int64)
         cf = np.zeros((cap, N_FCOLS), dtype=np.float64)
         free = np.zeros(cap, dtype=np.int32)
-        if old is not None:
-            keys[:n_old], ti[:n_old] = self._keys, self._ti
-            ci[:n_old], cf[:n_old] = self._ci, self._cf
+        keys[:n_old], ti[:n_old] = self._keys, self._ti
+        ci[:n_old], cf[:n_old] = self._ci, self._cf
         # new slots on the free stack, lowest slot on top (popped first)
         top = int(self._ctrl[K.C_FREE_TOP])
-        if old is not None:
-            free[:top] = self._free[:top]
+        free[:top] = self._free[:top]
         new_slots = np.arange(cap - 1, n_old - 1, -1, dtype=np.int32)
         free[top : top + new_slots.size] = new_slots
         self._ctrl[K.C_FREE_TOP] = top + new_slots.size
@@ -101,7 +104,7 @@ class FlowTable:
             free,
             index,
         )
-        if old is not None:
+        if n_old:
             log.debug("flow table grown from %d to %d slots", n_old, cap)
 
     def _grow_out(self, need: int) -> None:
@@ -131,7 +134,12 @@ class FlowTable:
         i = 0
         while True:
             i, status = K.update(
-                packets, i, *self._state(), self._prm, self._out_meta, self._out_feat
+                packets,
+                i,
+                *self._state(),
+                self._prm,
+                self._out_meta,
+                self._out_feat,  # type: ignore[call-arg]
             )
             if status == K.ST_DONE:
                 return self._take()
@@ -169,7 +177,7 @@ class FlowTable:
 
     def _flush(self, part: int, reason: EndReason) -> EndedFlows:
         self._grow_out(int(self._ctrl[K.C_OUT_N] + self._ctrl[K.C_ACTIVE] + 4))
-        _flush_kernel(part, int(reason), *self._state(), self._out_meta, self._out_feat)
+        _flush_kernel(part, int(reason), *self._state(), self._out_meta, self._out_feat)  # type: ignore[call-arg]
         return self._take()
 
     def min_open_seq(self, part: int) -> int | None:
