@@ -9,9 +9,8 @@ Times are kept in ns internally and reported in microseconds.
 
 from __future__ import annotations
 
-from typing import Any
-
 import math
+from typing import Any
 
 import numba as nb
 import numpy as np
