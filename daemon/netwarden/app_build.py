@@ -12,7 +12,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from .alerts import AlertPolicy
-from .app import Hooks, Pipeline, Stages
+from .app import Clock, Hooks, Pipeline, Stages
 from .app_sources import SourceContext, open_source
 from .config import Config, ConfigError
 from .decode import SKIP_REASON_NAMES, decode
@@ -77,7 +77,8 @@ def load_scoring(cfg: Config, metrics: Metrics) -> tuple[Model, AlertPolicy]:
 
 
 def build_pipeline(cfg: Config, metrics: Metrics, *, source: Source | None = None,
-                   realtime: bool = False, hooks: Hooks | None = None) -> Pipeline:
+                   realtime: bool = False, hooks: Hooks | None = None,
+                   clock: Clock | None = None) -> Pipeline:
     """Open every stage the config describes and wire them into a pipeline.
 
     Args:
@@ -86,6 +87,7 @@ def build_pipeline(cfg: Config, metrics: Metrics, *, source: Source | None = Non
         source: an already opened source (replay passes a :class:`PcapSource`).
         realtime: pace at capture speed.
         hooks: callbacks for other subsystems.
+        clock: injected time (tests).
 
     Raises:
         ConfigError, UserError, CaptureError, ModelError, SinkError: one-line user errors.
@@ -112,7 +114,8 @@ def build_pipeline(cfg: Config, metrics: Metrics, *, source: Source | None = Non
         metrics.up.set(0)
         stack.pop_all()  # success: the pipeline owns and closes everything now
     commit_s = float(getattr(source, "commit_interval_s", 1.0))  # a Kafka source may say
-    pipe = Pipeline(stages, metrics, realtime=realtime, commit_interval_s=commit_s, hooks=hooks)
+    pipe = Pipeline(stages, metrics, realtime=realtime, commit_interval_s=commit_s, hooks=hooks,
+                    clock=clock)
     on_revoke = getattr(source, "on_revoke", None)
     if on_revoke is not None:  # Kafka rebalance: end the partitions' flows and commit them
         on_revoke(pipe.revoke_partitions)

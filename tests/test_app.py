@@ -1,0 +1,338 @@
+"""The pipeline in-process: end-to-end counts, determinism, stop, errors, pacing, live expiry,
+commit watermarks, reload, the source registry, the default model, and extract_flows."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from modelutil import write_model_dir
+from netwarden import app_build
+from netwarden.app import Clock, Hooks, Pipeline
+from netwarden.app_build import build_pipeline, find_default_model_dir, load_scoring
+from netwarden.app_pace import PACE_STEP_NS, Pacer, frame_seq_marks
+from netwarden.app_sources import (
+    PcapSource,
+    SourceContext,
+    capture_paths,
+    open_source,
+    register_source_scheme,
+)
+from netwarden.capture import open_capture
+from netwarden.config import Config, ConfigError, config_from_dict
+from netwarden.demo_traffic import SMALL, write_demo_pcap
+from netwarden.exitcodes import BAD_INPUT, MODEL_ERROR, UserError
+from netwarden.extract import extract_flows
+from netwarden.flows.params import FlowParams
+from netwarden.metrics import Metrics
+from netwarden.packets import FrameBatch
+
+
+@pytest.fixture(scope="module")
+def pcap(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
+    path = tmp_path_factory.mktemp("cap") / "small.pcap"
+    return path, write_demo_pcap(path, seed=3, scale=SMALL)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_model_dir(tmp_path_factory.mktemp("model") / "tiny")
+
+
+def _cfg(model_dir: Path, out: Path, **kw: Any) -> Config:
+    return Config().with_overrides(model_dir=model_dir, alert_sinks=[str(out / "alerts.jsonl")],
+                                   flow_log=str(out / "flows.jsonl"), **kw)
+
+
+def _sample(m: Metrics, name: str, **labels: str) -> float:
+    v = m.registry.get_sample_value(name, labels)
+    return 0.0 if v is None else v
+
+
+def _lines(p: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in p.read_text().splitlines()]
+
+
+def _replay(pcap: Path, cfg: Config, *, max_frames: int = 65536, **kw: Any) -> tuple[
+        Pipeline, Metrics]:
+    m = Metrics()
+    pipe = build_pipeline(cfg, m, source=PcapSource([pcap], metrics=m, max_frames=max_frames),
+                          **kw)
+    with pipe:
+        pipe.run()
+    return pipe, m
+
+
+def test_replay_end_to_end(pcap: tuple[Path, int], model_dir: Path, tmp_path: Path) -> None:
+    path, n_packets = pcap
+    pipe, m = _replay(path, _cfg(model_dir, tmp_path))
+    s = pipe.summary
+    assert s.packets == n_packets == _sample(m, "netwarden_packets_total")
+    assert s.files == {str(path): n_packets}
+    assert s.bytes == _sample(m, "netwarden_bytes_total") > 0
+    assert sum(s.flows_by_reason.values()) == s.flows > 20
+    for reason, count in s.flows_by_reason.items():
+        assert _sample(m, "netwarden_flows_ended_total", reason=reason) == count
+    assert {"fin", "rst", "end_of_input"} <= set(s.flows_by_reason)
+    assert _sample(m, "netwarden_active_flows") == 0
+    assert _sample(m, "netwarden_flows_scored_total") == s.flows
+    assert _sample(m, "netwarden_inference_batch_size_count") >= 1
+    alerts = _lines(tmp_path / "alerts.jsonl")
+    flows = _lines(tmp_path / "flows.jsonl")
+    assert len(flows) == s.flows and sum(s.flows_by_label.values()) == s.flows
+    assert 0 < len(alerts) == s.alerts < s.flows
+    for label, count in s.alerts_by_label.items():
+        assert _sample(m, "netwarden_alerts_total", label=label) == count
+        assert sum(a["netwarden"]["label"] == label for a in alerts) == count
+    assert all(a["event"]["kind"] == "alert" for a in alerts)
+    assert not s.errors
+
+
+def test_two_replays_are_identical(pcap: tuple[Path, int], model_dir: Path,
+                                   tmp_path: Path) -> None:
+    outs = [tmp_path / "a", tmp_path / "b"]
+    for out in outs:
+        out.mkdir()
+        _replay(pcap[0], _cfg(model_dir, out), max_frames=97)
+    ids = [[f["netwarden"]["flow_id"] for f in _lines(o / "flows.jsonl")] for o in outs]
+    assert ids[0] == ids[1] and len(set(ids[0])) == len(ids[0]) > 20
+    assert (outs[0] / "alerts.jsonl").read_bytes() == (outs[1] / "alerts.jsonl").read_bytes()
+
+
+def test_batch_size_does_not_change_the_flows(pcap: tuple[Path, int], model_dir: Path,
+                                              tmp_path: Path) -> None:
+    ids = []
+    for n, frames in enumerate((50, 65536)):
+        out = tmp_path / str(n)
+        out.mkdir()
+        _replay(pcap[0], _cfg(model_dir, out), max_frames=frames)
+        ids.append(sorted(f["netwarden"]["flow_id"] for f in _lines(out / "flows.jsonl")))
+    assert ids[0] == ids[1]
+
+
+def test_stage_error_is_counted_and_the_loop_goes_on(pcap: tuple[Path, int], model_dir: Path,
+                                                     tmp_path: Path) -> None:
+    m = Metrics()
+    pipe = build_pipeline(_cfg(model_dir, tmp_path), m,
+                          source=PcapSource([pcap[0]], metrics=m, max_frames=100))
+    real = pipe.s.decode
+    calls = [0]
+
+    def failing_once(batch: FrameBatch) -> Any:
+        calls[0] += 1
+        if calls[0] == 2:
+            raise RuntimeError("corrupt batch")
+        return real(batch)
+
+    pipe.s.decode = failing_once
+    with pipe:
+        s = pipe.run()
+    assert calls[0] > 2 and s.packets == pcap[1]
+    assert _sample(m, "netwarden_errors_total", stage="decode") == 1 == s.errors["decode"]
+    assert s.flows > 10
+
+
+def test_stop_ends_reading_and_flushes_everything(pcap: tuple[Path, int], model_dir: Path,
+                                                  tmp_path: Path) -> None:
+    m = Metrics()
+    hooks = Hooks()
+    pipe = build_pipeline(_cfg(model_dir, tmp_path), m, hooks=hooks,
+                          source=PcapSource([pcap[0]], metrics=m, max_frames=100))
+    hooks.on_tick.append(lambda now: pipe.stop())
+    with pipe:
+        s = pipe.run()
+    assert s.packets == 100
+    assert s.flows > 0 and s.flows_by_reason["end_of_input"] > 0
+    assert pipe.s.table.active == 0 and pipe.s.batcher.pending == 0
+    assert len(_lines(tmp_path / "flows.jsonl")) == s.flows  # the sinks were flushed
+
+
+class FakeTime:
+    def __init__(self, wall: float = 0.0) -> None:
+        self.mono = 0.0
+        self.wall_s = wall
+        self.slept = 0.0
+
+    def sleep(self, s: float) -> None:
+        self.slept += s
+        self.mono += s
+
+    def clock(self) -> Clock:
+        return Clock(wall=lambda: self.wall_s, monotonic=lambda: self.mono, sleep=self.sleep)
+
+
+def test_realtime_sleeps_for_the_capture_span(pcap: tuple[Path, int], model_dir: Path,
+                                              tmp_path: Path) -> None:
+    with open_capture(pcap[0]) as r:
+        ts = np.concatenate([b.ts_ns for b in r])
+    span_s = (int(ts.max()) - int(ts.min())) / 1e9
+    t = FakeTime()
+    m = Metrics()
+    pipe = build_pipeline(_cfg(model_dir, tmp_path), m, realtime=True, clock=t.clock(),
+                          source=PcapSource([pcap[0]], metrics=m))
+    with pipe:
+        s = pipe.run()
+    assert s.packets == pcap[1]
+    assert span_s > 30
+    assert span_s - PACE_STEP_NS / 1e9 <= t.slept <= span_s + 1e-6
+
+
+def test_pacer_slices_and_marks() -> None:
+    ts = np.array([0, 1, 5_000_000, 12_000_000, 12_000_001, 40_000_000], np.int64)
+    n = len(ts)
+    z = np.zeros(n, np.int64)
+    b = FrameBatch(np.zeros(0, np.uint8), z, z.astype(np.uint32), z.astype(np.uint32), ts,
+                   z.astype(np.uint16), np.zeros(n, np.int32), np.arange(10, 10 + n))
+    t = FakeTime()
+
+    def sleep_slice(s: float) -> bool:
+        t.sleep(s)
+        return True
+
+    chunks = list(Pacer(lambda: t.mono, sleep_slice).chunks(b))
+    assert [c.ts_ns.tolist() for c in chunks] == [[0, 1, 5_000_000], [12_000_000, 12_000_001],
+                                                 [40_000_000]]
+    assert t.slept == pytest.approx(0.040)
+    assert frame_seq_marks(chunks[1]) == {0: 15}
+
+
+class MemorySource:
+    """An in-memory live source: the batches given, then quiet-link empty batches; records
+    commits like a Kafka source."""
+
+    name = "memory"
+    live = True
+    commit_interval_s = 0.0  # commit after every batch
+
+    def __init__(self, batches: list[FrameBatch], quiet: int = 2) -> None:
+        self.batches = batches
+        self.quiet = quiet
+        self.commits: list[dict[int, int]] = []
+        self.closed = False
+
+    def __iter__(self) -> Iterator[FrameBatch]:
+        yield from self.batches
+        empty = self.batches[0]
+        for _ in range(self.quiet):
+            yield FrameBatch(empty.data[:0], *(a[:0] for a in (
+                empty.offsets, empty.caplen, empty.wirelen, empty.ts_ns, empty.linktype,
+                empty.part, empty.seq)))
+
+    def commit(self, watermarks: dict[int, int]) -> None:
+        self.commits.append(dict(watermarks))
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_live_source_expires_idle_flows_on_the_wall_clock_and_commits(
+        pcap: tuple[Path, int], model_dir: Path, tmp_path: Path) -> None:
+    with open_capture(pcap[0], max_frames=64) as r:
+        batches = list(r)
+    last_ts = int(batches[-1].ts_ns.max())
+    src = MemorySource(batches)
+    t = FakeTime(wall=last_ts / 1e9 + 10_000)  # the quiet link: far past every idle timeout
+    m = Metrics()
+    seen: list[tuple[dict[int, int], int | None]] = []
+    hooks = Hooks()
+    pipe = build_pipeline(_cfg(model_dir, tmp_path), m, source=src, hooks=hooks, clock=t.clock())
+    hooks.on_commit.append(lambda marks: seen.append((marks, pipe.s.table.min_open_seq(0))))
+    with pipe:
+        s = pipe.run()
+    assert src.closed
+    assert s.flows_by_reason["idle"] > 0  # expired by the empty batches, not by end of input
+    assert s.flows_by_reason.get("end_of_input", 0) == 0
+    assert len(src.commits) >= len(batches)
+    marks = [c[0] for c in src.commits]
+    assert marks == sorted(marks)  # never goes back
+    for wm, low in seen:
+        if low is not None:
+            assert wm[0] <= low  # frames of open flows are never committed
+    assert src.commits[-1] == {0: pcap[1]}  # at the end: everything read is done
+
+
+def test_reload_swaps_the_model_or_keeps_the_old_one(pcap: tuple[Path, int], model_dir: Path,
+                                                     tmp_path: Path) -> None:
+    m = Metrics()
+    cfg = _cfg(model_dir, tmp_path)
+    pipe = build_pipeline(cfg, m, source=PcapSource([pcap[0]], metrics=m))
+    old = pipe.s.model
+
+    def broken() -> Any:
+        raise app_build.ModelError("manifest.json: broken")  # type: ignore[attr-defined]
+
+    pipe.s.reloader = broken
+    assert not pipe.reload()
+    assert pipe.s.model is old
+    assert _sample(m, "netwarden_reloads_total", result="error") == 1
+    other = write_model_dir(tmp_path / "v2", manifest_overrides={"version": "0.0.2"})
+    pipe.s.reloader = lambda: load_scoring(cfg.with_overrides(model_dir=other), m)
+    pipe.request_reload()
+    with pipe:
+        pipe.run()  # the loop performs the requested reload before the first batch
+    assert pipe.s.model.manifest.version == "0.0.2"
+    assert _sample(m, "netwarden_reloads_total", result="ok") == 1
+
+
+def test_source_registry(tmp_path: Path) -> None:
+    made: list[str] = []
+
+    def factory(url: Any, ctx: SourceContext) -> Any:
+        made.append(url.host)
+        return MemorySource([])
+
+    with pytest.raises(ConfigError, match="unknown URL scheme 'memtest'"):
+        config_from_dict({"source": {"url": "memtest://x"}})
+    register_source_scheme("memtest", factory)
+    cfg = config_from_dict({"source": {"url": "memtest://x"}})  # accepted once registered
+    assert isinstance(open_source(str(cfg.source.url), SourceContext(Metrics(), cfg)),
+                      MemorySource)
+    assert made == ["x"]
+    with pytest.raises(ConfigError, match="unknown URL scheme"):
+        open_source("nosuch://x", SourceContext(Metrics(), Config()))
+
+
+def test_capture_paths(tmp_path: Path, pcap: tuple[Path, int]) -> None:
+    for name in ("b.pcap", "a.pcap"):
+        (tmp_path / name).write_bytes(pcap[0].read_bytes())
+    assert capture_paths(str(tmp_path / "*.pcap")) == [tmp_path / "a.pcap", tmp_path / "b.pcap"]
+    for bad in (str(tmp_path / "none.pcap"), str(tmp_path / "*.pcapng"), str(tmp_path)):
+        with pytest.raises(UserError) as ei:
+            capture_paths(bad)
+        assert ei.value.exit_code == BAD_INPUT
+    cfg = Config().with_overrides(source_url=f"pcap://{tmp_path}/*.pcap")
+    src = open_source(str(cfg.source.url), SourceContext(Metrics(), cfg))
+    assert isinstance(src, PcapSource) and len(src.paths) == 2
+    assert {b.part[0] for b in src} == {0, 1}
+
+
+def test_default_model_discovery(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo_models, packaged = tmp_path / "repo", tmp_path / "pkg"
+    monkeypatch.setattr(app_build, "model_search_dirs", lambda: [repo_models, packaged])
+    assert find_default_model_dir() is None
+    with pytest.raises(UserError, match="no model found") as ei:
+        app_build.resolve_model_dir(None)
+    assert ei.value.exit_code == MODEL_ERROR and "--model DIR" in str(ei.value)
+    write_model_dir(packaged / "zzz")
+    assert find_default_model_dir() == packaged / "zzz"
+    write_model_dir(repo_models / "aaa")
+    write_model_dir(repo_models / "netwarden-cic")
+    assert find_default_model_dir() == repo_models / "netwarden-cic"  # preferred by name
+    assert app_build.resolve_model_dir(tmp_path / "x") == tmp_path / "x"
+
+
+def test_extract_flows_matches_the_pipeline(pcap: tuple[Path, int], model_dir: Path,
+                                            tmp_path: Path) -> None:
+    pipe, _ = _replay(pcap[0], _cfg(model_dir, tmp_path))
+    second = tmp_path / "copy.pcap"
+    second.write_bytes(pcap[0].read_bytes())
+    got = list(extract_flows([pcap[0], second], params=FlowParams()))
+    per_file = {p: sum(len(f) for q, f in got if q == p) for p in (pcap[0], second)}
+    assert per_file == {pcap[0]: pipe.summary.flows, second: pipe.summary.flows}
+    parts = {int(x) for q, f in got for x in np.unique(f.meta["src_part"])}
+    assert parts == {0, 1}
+    assert all(f.features.shape[1] == 81 for _, f in got)
