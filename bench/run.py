@@ -120,19 +120,43 @@ def _wait4(pid: int, deadline: float) -> tuple[int, int, Any]:
 
 
 def replay(pcaps: list[Path], a: argparse.Namespace, runs: int) -> dict[str, Any]:
-    """Time ``netwarden replay PCAP... --alerts-out /dev/null`` as separate processes."""
-    cmd = [str(NW_CLI), "replay", *map(str, pcaps), "--alerts-out", "/dev/null"]
+    """Time ``netwarden replay PCAP... --alerts-out -`` (stdout to /dev/null) as processes.
+
+    ``--summary-json`` gives the flow and alert counts; an app error counted there fails the
+    measurement even when the exit code is 0.
+    """
+    summary = a.out_dir / "replay-summary.json"
+    cmd = [
+        str(NW_CLI),
+        "replay",
+        *map(str, pcaps),
+        "--alerts-out",
+        "-",
+        "--summary-json",
+        str(summary),
+    ]
     if a.model:
         cmd += ["--model", str(a.model)]
-    times, rss = [], 0
+    times, rss, doc = [], 0, {}
     for i in range(a.warmup + runs):
+        summary.unlink(missing_ok=True)
         dt, maxrss, error = timed_process(cmd, a.timeout)
+        doc = json.loads(summary.read_text()) if summary.exists() else {}
+        if not error and doc.get("errors"):
+            error = f"app errors {doc['errors']}"
         if error:
             return {"error": error, "command": shlex.join(cmd)}
         rss = max(rss, maxrss)
         if i >= a.warmup:
             times.append(dt)
-    return {"times_s": times, "maxrss_kib": rss, "command": shlex.join(cmd)}
+    return {
+        "times_s": times,
+        "maxrss_kib": rss,
+        "command": shlex.join(cmd),
+        "flows": doc.get("flows"),
+        "alerts": doc.get("alerts"),
+        "app_packets_per_s": doc.get("packets_per_s"),
+    }
 
 
 def nfstream(pcaps: list[Path], a: argparse.Namespace, runs: int) -> dict[str, Any]:
@@ -350,7 +374,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--cic-runs", type=int, default=None, help="cicflowmeter runs (default --runs)")
     ap.add_argument("--nfstream-meters", type=int, default=1, help="nfstream n_meters (0 = auto)")
-    ap.add_argument("--memory-flows", type=int, default=200_000)
+    ap.add_argument("--memory-flows", type=int, default=262_144)
     ap.add_argument("--model", type=Path, help="model dir for replay (default: the CLI's)")
     ap.add_argument(
         "--skip",
