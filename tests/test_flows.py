@@ -209,3 +209,19 @@ def test_bytes_per_flow_under_one_kib() -> None:
 def test_invalid_params_are_refused(key: str, value: float) -> None:
     with pytest.raises(ValueError, match=key):
         FlowTable(FlowParams(**{key: value}))
+
+
+def test_total_tcp_flow_time_spans_an_active_cut() -> None:
+    b = handshake(PacketBuilder())
+    for k in range(1, 6):
+        b.add(k * S, A, B, 1000, 80, flags=ACK, payload=10)
+    t = FlowTable(FlowParams(active_timeout_s=3.0, idle_timeout_s=10.0))
+    cut = t.update(b.build())
+    rest = t.flush()
+    assert cut.meta["end_reason"].tolist() == [EndReason.ACTIVE]
+    assert feat(cut, "Total TCP Flow Time")[0] == pytest.approx(3 * S)
+    assert feat(rest, "Flow Duration")[0] == pytest.approx(1 * S)
+    assert feat(rest, "Total TCP Flow Time")[0] == pytest.approx(5 * S)
+    udp = PacketBuilder().add(0, A, B, 1, 2, proto=17).add(5, A, B, 1, 2, proto=17)
+    t.update(udp.build())
+    assert feat(t.flush(), "Total TCP Flow Time")[0] == 0

@@ -182,48 +182,58 @@ def _account(p, s, fwd, ti) -> None:  # type: ignore[no-untyped-def]
 
 
 @nb.njit(cache=True)
+def _packet(p, ts, keys, ti, ci, cf, index, free, ctrl, prm, out_meta, out_feat):  # type: ignore[no-untyped-def]
+    """Route one packet to its flow, cutting/ending flows as needed; ST_NEED_GROW if full."""
+    h = key_hash(p.src_hi, p.src_lo, p.dst_hi, p.dst_lo, p.sport, p.dport, p.proto, p.vlan)
+    s, fwd = find(index, keys, ti, p, h)
+    conn_start = ts
+    if s >= 0:
+        r = _due(ti, ci, prm, s, ts)
+        st = ti[s, T_STATE]
+        if r < 0 and (st in (S_CLOSING, S_DONE)) and p.tcp_flags & _SYN:
+            r = ti[s, T_REASON] if st == S_DONE else R_FIN
+        if r < 0:
+            _add(p, s, fwd, ti, ci, cf, prm)
+            _account(p, s, fwd, ti)
+            _lru_unlink(ti, ctrl, s)
+            _lru_append(ti, ctrl, s)
+            if ti[s, T_STATE] == S_DONE and prm[P_GRACE] == 0:
+                emit(s, ti[s, T_REASON], keys, ti, ci, cf, index, free, ctrl, out_meta, out_feat)
+            return ST_DONE
+        if r == R_ACTIVE and not p.tcp_flags & _SYN:
+            conn_start = ci[s, CONN_START]  # same TCP connection: Total TCP Flow Time goes on
+        emit(s, r, keys, ti, ci, cf, index, free, ctrl, out_meta, out_feat)
+    if ctrl[C_FREE_TOP] == 0:
+        if ti.shape[0] < prm[P_MAX]:
+            return ST_NEED_GROW
+        emit(ctrl[C_HEAD], R_EVICTED, keys, ti, ci, cf, index, free, ctrl, out_meta, out_feat)
+    ctrl[C_FREE_TOP] -= 1
+    s = free[ctrl[C_FREE_TOP]]
+    _new_flow(p, h, s, conn_start, keys, ti, ci, cf, index, ctrl)
+    _account(p, s, True, ti)
+    if ti[s, T_STATE] == S_DONE and prm[P_GRACE] == 0:
+        emit(s, ti[s, T_REASON], keys, ti, ci, cf, index, free, ctrl, out_meta, out_feat)
+    return ST_DONE
+
+
+@nb.njit(cache=True)
 def update(pk, start, keys, ti, ci, cf, index, free, ctrl, prm, out_meta, out_feat):  # type: ignore[no-untyped-def]
-    """Consume ``pk[start:]``; return (next packet index, ST_* status)."""
+    """Consume ``pk[start:]``; return (next packet index, ST_* status).
+
+    The packet's own flow is handled first (a cut there keeps the TCP connection's start),
+    then, once per ``P_SWEEP`` of packet time, every flow is checked for its timeouts.
+    """
     out_cap = out_meta.shape[0]
     for i in range(start, pk.shape[0]):
         p = pk[i]
         ts = np.int64(p.ts_ns)
-        if ts >= ctrl[C_NEXT_SWEEP]:
-            if ctrl[C_OUT_N] + ctrl[C_ACTIVE] + 3 > out_cap:
-                return i, ST_NEED_OUT
+        sweep_due = ts >= ctrl[C_NEXT_SWEEP]
+        need = 4 + (ctrl[C_ACTIVE] if sweep_due else 0)  # a packet ends at most 2 flows
+        if ctrl[C_OUT_N] + need > out_cap:
+            return i, ST_NEED_OUT
+        if _packet(p, ts, keys, ti, ci, cf, index, free, ctrl, prm, out_meta, out_feat):
+            return i, ST_NEED_GROW
+        if sweep_due:
             sweep(ts, keys, ti, ci, cf, index, free, ctrl, prm, out_meta, out_feat)
             ctrl[C_NEXT_SWEEP] = ts + prm[P_SWEEP]
-        if ctrl[C_OUT_N] + 3 > out_cap:
-            return i, ST_NEED_OUT
-        h = key_hash(p.src_hi, p.src_lo, p.dst_hi, p.dst_lo, p.sport, p.dport, p.proto, p.vlan)
-        s, fwd = find(index, keys, ti, p, h)
-        conn_start = ts
-        if s >= 0:
-            r = _due(ti, ci, prm, s, ts)
-            st = ti[s, T_STATE]
-            if r < 0 and (st in (S_CLOSING, S_DONE)) and p.tcp_flags & _SYN:
-                r = ti[s, T_REASON] if st == S_DONE else R_FIN
-            if r < 0:
-                _add(p, s, fwd, ti, ci, cf, prm)
-                _account(p, s, fwd, ti)
-                _lru_unlink(ti, ctrl, s)
-                _lru_append(ti, ctrl, s)
-                if ti[s, T_STATE] == S_DONE and prm[P_GRACE] == 0:
-                    emit(
-                        s, ti[s, T_REASON], keys, ti, ci, cf, index, free, ctrl, out_meta, out_feat
-                    )
-                continue
-            if (r in (R_ACTIVE, R_IDLE)) and not p.tcp_flags & _SYN:
-                conn_start = ci[s, CONN_START]  # same TCP connection: Total TCP Flow Time goes on
-            emit(s, r, keys, ti, ci, cf, index, free, ctrl, out_meta, out_feat)
-        if ctrl[C_FREE_TOP] == 0:
-            if ti.shape[0] < prm[P_MAX]:
-                return i, ST_NEED_GROW
-            emit(ctrl[C_HEAD], R_EVICTED, keys, ti, ci, cf, index, free, ctrl, out_meta, out_feat)
-        ctrl[C_FREE_TOP] -= 1
-        s = free[ctrl[C_FREE_TOP]]
-        _new_flow(p, h, s, conn_start, keys, ti, ci, cf, index, ctrl)
-        _account(p, s, True, ti)
-        if ti[s, T_STATE] == S_DONE and prm[P_GRACE] == 0:
-            emit(s, ti[s, T_REASON], keys, ti, ci, cf, index, free, ctrl, out_meta, out_feat)
     return pk.shape[0], ST_DONE
