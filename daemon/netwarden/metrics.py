@@ -30,6 +30,8 @@ class Metrics:
                                       ["reason"], namespace=ns, registry=r)
         self.capture_drops = Counter("capture_kernel_drops", "Packets the kernel dropped",
                                      namespace=ns, registry=r)
+        self.fragments = Counter("ip_fragments", "IP fragments seen (not reassembled), by kind",
+                                 ["kind"], namespace=ns, registry=r)
         self.last_packet_ts = Gauge("last_packet_timestamp_seconds",
                                     "Wall-clock time the last packet was read", namespace=ns,
                                     registry=r)
