@@ -197,6 +197,7 @@ def test_allowlist_suppresses_and_counts(model: Model) -> None:
     assert reg.get_sample_value("netwarden_alerts_total", {"label": "DoS Hulk"}) == 1
     assert [d["netwarden"].get("suppressed") for d in log] == ["allowlist"] * 3 + [None]
     assert [d["netwarden"]["alert"] for d in log] == [False, False, False, True]
+    assert {d["netwarden"]["label"] for d in log} == {"DoS Hulk"}  # what it would have been
     with pytest.raises(ValueError, match=r"'10\.0\.0\.0/33'"):
         AlertPolicy(model.manifest, threshold=0.5, allowlist_cidrs=["10.0.0.0/33"])
 

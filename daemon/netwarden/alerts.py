@@ -114,22 +114,24 @@ class AlertPolicy:
             scores.attributions[idx] if scores.attributions is not None else None,
             k=self.top_k,
         )
-        rows = flows.meta.tolist()
+        alert_rows = flows.meta[idx].tolist()  # plain ints: only the rows that become docs
         alerts = [
-            self._alert_doc(rows[i], scores, int(i), reasons[j], method) for j, i in enumerate(idx)
+            self._alert_doc(row, scores, i, reasons[j], method)
+            for j, (i, row) in enumerate(zip(idx.tolist(), alert_rows, strict=True))
         ]
         self._count(alerts, int(allow.sum()))
         flow_log: list[dict[str, Any]] = []
         if self.emit_flows:
             by_row = dict(zip(idx.tolist(), alerts, strict=True))
             flow_log = [
-                self._flow_doc(rows[i], scores, i, by_row.get(i), bool(allow[i]))
-                for i in range(len(flows))
+                self._flow_doc(row, scores, i, by_row.get(i), bool(over[i]), bool(allow[i]))
+                for i, row in enumerate(flows.meta.tolist())
             ]
         return alerts, flow_log
 
-    def _label(self, scores: Scores, i: int, alert: bool) -> str:
-        idx = scores.attack_idx[i] if alert else scores.label_idx[i]
+    def _label(self, scores: Scores, i: int, over: bool) -> str:
+        """Over the threshold: the most probable attack class; else the most probable class."""
+        idx = scores.attack_idx[i] if over else scores.label_idx[i]
         return self.manifest.classes[int(idx)]
 
     def _scoring(self, scores: Scores, i: int, label: str) -> dict[str, Any]:
@@ -163,6 +165,7 @@ class AlertPolicy:
         scores: Scores,
         i: int,
         alert_doc: dict[str, Any] | None,
+        over: bool,
         suppressed: bool,
     ) -> dict[str, Any]:
         if alert_doc is not None:  # same fields as the alert, reasons included
@@ -170,9 +173,7 @@ class AlertPolicy:
             doc["netwarden"]["alert"] = True
             return doc
         doc = flow_fields(row, kind="event", dataset="netwarden.flow", seed=self.seed)
-        doc["netwarden"].update(
-            self._scoring(scores, i, self._label(scores, i, False)), alert=False
-        )
+        doc["netwarden"].update(self._scoring(scores, i, self._label(scores, i, over)), alert=False)
         if suppressed:
             doc["netwarden"]["suppressed"] = "allowlist"
         return doc
