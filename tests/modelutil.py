@@ -31,20 +31,25 @@ def linear_onnx(
     input_name: str = "features",
     probs_name: str = "probabilities",
     input_width: int | str | None = None,
+    probs_type: int = TensorProto.FLOAT,
 ) -> bytes:
-    """Serialized Gemm+Softmax model; ``input_width`` overrides the declared input dim 1."""
+    """Serialized Gemm+Softmax model; ``input_width`` overrides the declared input dim 1,
+    ``probs_type`` casts the probabilities (to build a wrongly typed model)."""
     f, c = weights.shape
     width = f if input_width is None else input_width
     x = helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["batch", width])
-    y = helper.make_tensor_value_info(probs_name, TensorProto.FLOAT, ["batch", c])
+    y = helper.make_tensor_value_info(probs_name, probs_type, ["batch", c])
     inits = [
         numpy_helper.from_array(weights.astype(np.float32), "W"),
         numpy_helper.from_array(bias.astype(np.float32), "B"),
     ]
+    soft = probs_name if probs_type == TensorProto.FLOAT else "soft"
     nodes = [
         helper.make_node("Gemm", [input_name, "W", "B"], ["logits"]),
-        helper.make_node("Softmax", ["logits"], [probs_name], axis=1),
+        helper.make_node("Softmax", ["logits"], [soft], axis=1),
     ]
+    if soft != probs_name:
+        nodes.append(helper.make_node("Cast", [soft], [probs_name], to=probs_type))
     outputs = [y]
     if attributions:
         gap = (weights[:, 1] - weights[:, 0]).astype(np.float32).reshape(1, f)

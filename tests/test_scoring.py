@@ -11,6 +11,7 @@ import pytest
 from modelutil import N_FEATURES, default_weights, linear_onnx, write_model_dir
 from netwarden.metrics import Metrics
 from netwarden.scoring import ModelError, load_model
+from onnx import TensorProto
 from prometheus_client import CollectorRegistry
 
 
@@ -150,3 +151,9 @@ def test_wrong_input_and_output_names(tmp_path: Path) -> None:
 def test_class_count_mismatch(tmp_path: Path) -> None:
     d = write_model_dir(tmp_path / "m", manifest_overrides={"classes": ["BENIGN", "A", "B", "C"]})
     _expect_one_line_error(d, "manifest lists 4 classes")
+
+
+def test_output_not_a_float_tensor(tmp_path: Path) -> None:
+    w, b = default_weights()
+    d = write_model_dir(tmp_path / "m", onnx_bytes=linear_onnx(w, b, probs_type=TensorProto.INT64))
+    _expect_one_line_error(d, "output 'probabilities' has type tensor(int64)")

@@ -132,9 +132,16 @@ def _check_io(sess: Any, m: Manifest, n_features: int) -> None:
         ("probabilities", m.outputs.probabilities),
         ("attributions", m.outputs.attributions),
     ):
-        if out is not None and out not in outs:
+        if out is None:
+            continue
+        if out not in outs:
             raise ModelError(
                 f"output {out!r} (manifest outputs.{key}) not in model outputs {sorted(outs)}"
+            )
+        if outs[out].type != "tensor(float)":
+            raise ModelError(
+                f"output {out!r} has type {outs[out].type}; expected tensor(float) "
+                "(export plain tensors, e.g. without a ZipMap)"
             )
 
 
