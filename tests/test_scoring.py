@@ -157,3 +157,10 @@ def test_output_not_a_float_tensor(tmp_path: Path) -> None:
     w, b = default_weights()
     d = write_model_dir(tmp_path / "m", onnx_bytes=linear_onnx(w, b, probs_type=TensorProto.INT64))
     _expect_one_line_error(d, "output 'probabilities' has type tensor(int64)")
+
+
+def test_tampered_model_file_is_refused(tmp_path: Path) -> None:
+    d = write_model_dir(tmp_path / "m")
+    with (d / "model.onnx").open("ab") as f:
+        f.write(b"\0")
+    _expect_one_line_error(d, "manifest.json: key 'model_sha256'", "replaced or corrupt")

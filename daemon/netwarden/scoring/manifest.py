@@ -321,13 +321,29 @@ def load_manifest(
     if not model_path.is_file():
         raise ModelError(f"{path}: key 'model_file' names {model_path}, which does not exist")
     if verify_sha256:
-        actual = file_sha256(model_path)
-        if actual != m.model_sha256:
-            raise ModelError(
-                f"{path}: key 'model_sha256' is {m.model_sha256} but {model_path} "
-                f"has sha256 {actual} (model file replaced or corrupt)"
-            )
+        read_model_bytes(d, m)
     return m
+
+
+def read_model_bytes(model_dir: Path, manifest: Manifest) -> bytes:
+    """The model file's bytes, checked against ``model_sha256`` (read once: the bytes that
+    were verified are the bytes that get loaded).
+
+    Raises:
+        ModelError: unreadable file or sha256 mismatch.
+    """
+    model_path = model_dir / manifest.model_file
+    try:
+        data = model_path.read_bytes()
+    except OSError as e:
+        raise ModelError(f"{model_path}: cannot read: {e.strerror}") from None
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != manifest.model_sha256:
+        raise ModelError(
+            f"{model_dir / MANIFEST_FILE}: key 'model_sha256' is {manifest.model_sha256} but "
+            f"{model_path} has sha256 {actual} (model file replaced or corrupt)"
+        )
+    return data
 
 
 def load_threshold_override(path: Path) -> ThresholdOverride:

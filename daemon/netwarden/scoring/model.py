@@ -21,7 +21,13 @@ import onnxruntime as ort
 from ..features.cic_schema import CIC_SCHEMA
 from ..features.schema import FeatureSchema
 from ..metrics import Metrics
-from .manifest import Manifest, ModelError, find_threshold_override, load_manifest
+from .manifest import (
+    Manifest,
+    ModelError,
+    find_threshold_override,
+    load_manifest,
+    read_model_bytes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -235,14 +241,6 @@ class Model:
         )
 
 
-def _read_model_bytes(model_dir: Path, m: Manifest) -> bytes:
-    path = model_dir / m.model_file
-    try:
-        return path.read_bytes()
-    except OSError as e:
-        raise ModelError(f"{path}: cannot read: {e.strerror}") from None
-
-
 def _build(
     model_dir: Path,
     *,
@@ -252,13 +250,12 @@ def _build(
     threshold_override: Path | None,
     metrics: Metrics | None,
 ) -> Model:
-    m = load_manifest(model_dir, schema=schema)
+    m = load_manifest(model_dir, schema=schema, verify_sha256=False)
+    data = read_model_bytes(model_dir, m)
     override = find_threshold_override(model_dir, threshold_override)
     model_path = model_dir / m.model_file
     try:
-        sess = create_session(
-            _read_model_bytes(model_dir, m), providers=providers, intra_op_threads=intra_op_threads
-        )
+        sess = create_session(data, providers=providers, intra_op_threads=intra_op_threads)
         _check_io(sess, m, len(schema))
     except ModelError as e:
         raise ModelError(f"{model_path}: {e}") from None
