@@ -78,9 +78,10 @@ def throughput_table(rows: list[dict[str, Any]]) -> list[str]:
             out.append(head + f"| — | — | **failed**: {m['error']} | — | {_verdict(m)} | — |")
             continue
         flows = m.get("flows")
+        alerts = "" if m.get("alerts") is None else f" ({m['alerts']:,} alerts)"
         rng = f"{fmt_rate(m['pps_worst'])}..{fmt_rate(m['pps_best'])}"
         out.append(
-            head + f"| {'—' if flows is None else f'{flows:,}'} | {len(m['times_s'])} "
+            head + f"| {'—' if flows is None else f'{flows:,}{alerts}'} | {len(m['times_s'])} "
             f"| {_fmt_s(m['median_s'])} ({_fmt_s(m['min_s'])}..{_fmt_s(m['max_s'])}) "
             f"| **{fmt_rate(m['pps_median'])}** ({rng}) | {_verdict(m)} "
             f"| {_fmt_rss(m.get('maxrss_kib'))} |"
@@ -161,8 +162,9 @@ def render(res: dict[str, Any]) -> str:
         f"- machine: {env['cpu_model']}, nproc {env['nproc']}, "
         f"load average at start {env['loadavg_start']} / end {env.get('loadavg_end', '?')}",
         f"- versions: {env['versions']}",
-        f"- runs: {res['runs']} timed after {res['warmup']} warm-up (peers: see rows); "
-        "median, min and max over the timed runs; packets/s = records in the input / seconds",
+        f"- runs: {res['protocol']}",
+        "- figures: median, min and max over the timed runs; "
+        "packets/s = records in the input / wall seconds",
         "",
         "## Bench capture",
         "",

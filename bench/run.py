@@ -69,14 +69,14 @@ def measure(
     return report.summarize(m)
 
 
-def nw_worker(what: str, pcaps: list[Path], a: argparse.Namespace) -> dict[str, Any]:
+def nw_worker(what: str, pcaps: list[Path], a: argparse.Namespace, runs: int) -> dict[str, Any]:
     cmd = [
         str(NW_PY),
         str(BENCH / "nwbench.py"),
         what,
         *map(str, pcaps),
         "--runs",
-        str(a.runs),
+        str(runs),
         "--warmup",
         str(a.warmup),
     ]
@@ -122,25 +122,20 @@ def _wait4(pid: int, deadline: float) -> tuple[int, int, Any]:
 def replay(pcaps: list[Path], a: argparse.Namespace, runs: int) -> dict[str, Any]:
     """Time ``netwarden replay PCAP... --alerts-out -`` (stdout to /dev/null) as processes.
 
+    The warm-up runs replay the 100-packet capture ``a.tiny``: enough to load (or, after a code
+    change, compile and cache) the numba kernels, without a full extra pass.
     ``--summary-json`` gives the flow and alert counts; an app error counted there fails the
     measurement even when the exit code is 0.
     """
     summary = a.out_dir / "replay-summary.json"
-    cmd = [
-        str(NW_CLI),
-        "replay",
-        *map(str, pcaps),
-        "--alerts-out",
-        "-",
-        "--summary-json",
-        str(summary),
-    ]
-    if a.model:
-        cmd += ["--model", str(a.model)]
+    opts = ["--alerts-out", "-", "--summary-json", str(summary)]
+    opts += ["--model", str(a.model)] if a.model else []
+    cmd = [str(NW_CLI), "replay", *map(str, pcaps), *opts]
+    warm = [str(NW_CLI), "replay", str(a.tiny), *opts]
     times, rss, doc = [], 0, {}
     for i in range(a.warmup + runs):
         summary.unlink(missing_ok=True)
-        dt, maxrss, error = timed_process(cmd, a.timeout)
+        dt, maxrss, error = timed_process(warm if i < a.warmup else cmd, a.timeout)
         doc = json.loads(summary.read_text()) if summary.exists() else {}
         if not error and doc.get("errors"):
             error = f"app errors {doc['errors']}"
@@ -170,7 +165,7 @@ def nfstream(pcaps: list[Path], a: argparse.Namespace, runs: int) -> dict[str, A
         "--runs",
         str(runs),
         "--warmup",
-        str(a.warmup),
+        str(a.nfstream_warmup),
         "--meters",
         str(a.nfstream_meters),
     ]
@@ -212,7 +207,7 @@ def bench_capture_rows(
                 "netwarden",
                 bl,
                 [big],
-                nw_worker("decode", [big], a),
+                nw_worker("decode", [big], a, a.runs),
                 target_pps=TARGETS["decode"],
             )
         )
@@ -223,7 +218,7 @@ def bench_capture_rows(
                 "netwarden",
                 bl,
                 [big],
-                nw_worker("flows", [big], a),
+                nw_worker("flows", [big], a, a.runs),
                 target_pps=TARGETS["flows"],
             )
         )
@@ -270,7 +265,7 @@ def bench_capture_rows(
                     "netwarden",
                     sl,
                     [small],
-                    nw_worker("flows", [small], a),
+                    nw_worker("flows", [small], a, a.runs),
                 )
             )
     return rows
@@ -308,10 +303,10 @@ def families(a: argparse.Namespace) -> list[dict[str, Any]]:
     for fam, paths in fams.items():
         packets = sum(captures.count_packets(p) for p in paths)
         raws = {
-            "decode": nw_worker("decode", paths, a),
-            "decode+flows+features": nw_worker("flows", paths, a),
-            "replay": replay(paths, a, a.runs),
-            "nfstream": nfstream(paths, a, a.runs),
+            "decode": nw_worker("decode", paths, a, a.family_runs),
+            "decode+flows+features": nw_worker("flows", paths, a, a.family_runs),
+            "replay": replay(paths, a, a.family_runs),
+            "nfstream": nfstream(paths, a, a.family_runs),
         }
         stages = {s: report.summarize({"packets": packets, **raw}) for s, raw in raws.items()}
         out.append({"family": fam, "files": len(paths), "packets": packets, "stages": stages})
@@ -373,6 +368,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--small-packets", type=int, default=20_000, help="size of the capture cut for cicflowmeter"
     )
     ap.add_argument("--cic-runs", type=int, default=None, help="cicflowmeter runs (default --runs)")
+    ap.add_argument("--family-runs", type=int, default=3, help="runs per capture family")
+    ap.add_argument(
+        "--nfstream-warmup", type=int, default=0, help="nfstream untimed runs (nothing to compile)"
+    )
     ap.add_argument("--nfstream-meters", type=int, default=1, help="nfstream n_meters (0 = auto)")
     ap.add_argument("--memory-flows", type=int, default=262_144)
     ap.add_argument("--model", type=Path, help="model dir for replay (default: the CLI's)")
@@ -399,13 +398,17 @@ def main(argv: list[str] | None = None) -> int:
         "environment": environment(),
         "runs": a.runs,
         "warmup": a.warmup,
+        "protocol": f"{a.runs} timed per measurement ({a.family_runs} per family), after "
+        f"{a.warmup} warm-up: a full untimed pass for the in-process netwarden stages, a "
+        f"100-packet replay for replay; {a.nfstream_warmup} for nfstream, none for "
+        f"cicflowmeter ({a.cic_runs} runs), which have nothing to compile",
     }
     name = "bench-1m.pcap" if a.packets == 1_000_000 else f"bench-{a.packets}.pcap"
     big = a.pcap or captures.ensure_bench_pcap(a.out_dir / name, a.packets, str(NW_PY))
     small = captures.cut_pcap(
         big, a.out_dir / f"{big.stem}-first{a.small_packets}.pcap", a.small_packets
     )
-    tiny = captures.cut_pcap(big, a.out_dir / f"{big.stem}-first100.pcap", 100)
+    a.tiny = tiny = captures.cut_pcap(big, a.out_dir / f"{big.stem}-first100.pcap", 100)
     print(f"bench capture {big}: {captures.count_packets(big):,} packets", file=sys.stderr)
     res["throughput"] = bench_capture_rows(big, small, tiny, a)
     res["ratios"] = ratios(res["throughput"], big, small)
@@ -437,6 +440,11 @@ def notes(res: dict[str, Any]) -> list[str]:
     if full.get("median_s") and start.get("median_s") and full["median_s"] > start["median_s"]:
         pps = full["packets"] / (full["median_s"] - start["median_s"])
         out.append(f"replay with its start-up subtracted: {report.fmt_rate(pps)} packets/s")
+    if full.get("app_packets_per_s"):
+        out.append(
+            f"replay's own summary (its pipeline timer, last run): "
+            f"{report.fmt_rate(full['app_packets_per_s'])} packets/s"
+        )
     for m in rows:
         if m["tool"] != "netwarden" and m.get("version"):
             out.append(f"{m['tool']}: {m['version']}; {m.get('settings', '')}")
