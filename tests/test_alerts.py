@@ -9,9 +9,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from modelutil import N_FEATURES, write_model_dir
-from netwarden.alerts import AlertPolicy
-from netwarden.alerts_ecs import format_addr, rfc3339_us
+from netwarden.alerts import AlertPolicy, parse_cidr
+from netwarden.alerts_ecs import flow_id, format_addr, rfc3339_us
 from netwarden.community_id import community_id
 from netwarden.features.cic_schema import CIC_SCHEMA
 from netwarden.flows.params import FLOW_META_DTYPE, EndedFlows, EndReason
@@ -295,3 +297,50 @@ def test_reason_ranking_and_noise_floor(model: Model) -> None:
     assert [r["feature"] for r in reasons[1]] == [names[9], names[7]]
     none, _ = ex.reasons(benign_features(1), np.zeros((1, N_FEATURES), np.float32))
     assert none == [[]]
+
+
+_v4 = st.integers(0, 2**32 - 1).map(lambda i: str(ipaddress.IPv4Address(i)))
+_v6 = st.integers(0, 2**128 - 1).map(lambda i: str(ipaddress.IPv6Address(i)))
+
+
+_MAPPED = ipaddress.ip_network("::ffff:0:0/96")
+
+
+def _in_allowlist(addr: str, net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    """Oracle: IPv4 is ::ffff:a.b.c.d; an IPv6 net outside ::ffff:0:0/96 matches IPv6 only."""
+    a = ipaddress.ip_address(addr)
+    if net.version == 4:
+        return a.version == 4 and a in net
+    if a.version == 4:
+        return net.subnet_of(_MAPPED) and ipaddress.ip_address(f"::ffff:{a}") in net
+    return a in net
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(_v4, _v6), st.one_of(_v4, _v6), st.integers(0, 128))
+def test_allowlist_matches_ipaddress(addr: str, net_addr: str, plen: int) -> None:
+    """The vectorised uint64-halves match agrees with the ipaddress module."""
+    assume(not (":" in addr and ipaddress.ip_address(addr) in _MAPPED))  # stored as IPv4
+    net_ip = ipaddress.ip_address(net_addr)
+    net = ipaddress.ip_network(f"{net_addr}/{min(plen, net_ip.max_prefixlen)}", strict=False)
+    pol = AlertPolicy.__new__(AlertPolicy)
+    pol._allow = [parse_cidr(str(net))]
+    other = "100::1"
+    m = meta_row(addr, other, 1, 2)
+    expect = _in_allowlist(addr, net) or _in_allowlist(other, net)
+    assert bool(pol.allowlisted(m)[0]) == expect
+
+
+def test_allowlist_v6_nets_and_mapped_v4(model: Model) -> None:
+    v4 = flows_of([meta_row("10.1.2.3", "192.0.2.1", 1, 2)])
+    pol = AlertPolicy(model.manifest, threshold=0.5, allowlist_cidrs=["::/0"])
+    assert not pol.allowlisted(v4.meta)[0]  # "all IPv6" does not swallow IPv4
+    pol = AlertPolicy(model.manifest, threshold=0.5, allowlist_cidrs=["::ffff:10.0.0.0/104"])
+    assert pol.allowlisted(v4.meta)[0]  # an explicit IPv4-mapped net does match
+
+
+@given(_v4, _v4, st.integers(0, 65535), st.integers(0, 65535))
+def test_flow_id_ignores_direction(a: str, b: str, pa: int, pb: int) -> None:
+    fwd = flow_id(meta_row(a, b, pa, pb).tolist()[0])
+    rev = flow_id(meta_row(b, a, pb, pa).tolist()[0])
+    assert fwd == rev

@@ -33,10 +33,18 @@ def _halves(x: int) -> tuple[np.uint64, np.uint64]:
     return np.uint64(x >> 64), np.uint64(x & 0xFFFF_FFFF_FFFF_FFFF)
 
 
-def parse_cidr(cidr: str) -> tuple[np.uint64, np.uint64, np.uint64, np.uint64]:
-    """(net_hi, net_lo, mask_hi, mask_lo) of a CIDR in the IPv4-mapped 128-bit space.
+_MAPPED_NET = ipaddress.IPv6Network("::ffff:0:0/96")
 
-    >>> [hex(int(v)) for v in parse_cidr("10.0.0.0/8")]
+Cidr = tuple[np.uint64, np.uint64, np.uint64, np.uint64, bool]
+
+
+def parse_cidr(cidr: str) -> Cidr:
+    """(net_hi, net_lo, mask_hi, mask_lo, v6_only) of a CIDR in the IPv4-mapped 128-bit space.
+
+    ``v6_only``: an IPv6 network that is not inside ``::ffff:0:0/96`` (``::/0``, say) matches
+    IPv6 addresses only, never the IPv4 addresses stored in that range.
+
+    >>> [hex(int(v)) for v in parse_cidr("10.0.0.0/8")[:4]]
     ['0x0', '0xffff0a000000', '0xffffffffffffffff', '0xffffffffff000000']
     """
     try:
@@ -45,10 +53,12 @@ def parse_cidr(cidr: str) -> tuple[np.uint64, np.uint64, np.uint64, np.uint64]:
         raise ValueError(f"allowlist CIDR {cidr!r} is not valid: {e}") from None
     if net.version == 4:
         addr, plen = _V4_MAPPED | int(net.network_address), 96 + net.prefixlen
+        v6_only = False
     else:
         addr, plen = int(net.network_address), net.prefixlen
+        v6_only = not net.subnet_of(_MAPPED_NET)
     mask = ((1 << 128) - 1) ^ ((1 << (128 - plen)) - 1)
-    return (*_halves(addr), *_halves(mask))
+    return (*_halves(addr), *_halves(mask), v6_only)
 
 
 class AlertPolicy:
@@ -94,11 +104,13 @@ class AlertPolicy:
     def allowlisted(self, meta: npt.NDArray[np.void]) -> npt.NDArray[np.bool_]:
         """Rows whose source or destination lies in an allowlisted CIDR."""
         hit = np.zeros(meta.shape[0], dtype=bool)
-        for net_hi, net_lo, m_hi, m_lo in self._allow:
+        for net_hi, net_lo, m_hi, m_lo, v6_only in self._allow:
             for side in ("src", "dst"):
-                hit |= ((meta[f"{side}_hi"] & m_hi) == net_hi) & (
-                    (meta[f"{side}_lo"] & m_lo) == net_lo
-                )
+                hi, lo = meta[f"{side}_hi"], meta[f"{side}_lo"]
+                inside = ((hi & m_hi) == net_hi) & ((lo & m_lo) == net_lo)
+                if v6_only:
+                    inside &= ~((hi == 0) & ((lo >> np.uint64(32)) == np.uint64(0xFFFF)))
+                hit |= inside
         return hit
 
     def documents(
