@@ -18,44 +18,20 @@ import platform
 import shlex
 import subprocess
 import sys
-import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import captures
 import report
+from runners import NW_PY, cicflowmeter, nfstream, nw_worker, replay, run_json
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-NW_PY = ROOT / ".venv" / "bin" / "python"
-NW_CLI = ROOT / ".venv" / "bin" / "netwarden"
-VENVS = BENCH / "venvs"
 SECTIONS = ("decode", "flows", "replay", "memory", "nfstream", "cicflowmeter", "families")
 TARGETS = {"decode": 2e6, "flows": 1e6, "replay": 5e5}
-
-
-def last_error_line(text: str) -> str:
-    """The last non-empty line of a traceback or log, made safe for a Markdown table cell."""
-    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    return (lines[-1] if lines else "no output")[:240].replace("|", "\\|")
-
-
-def run_json(cmd: list[str], timeout_s: float) -> dict[str, Any]:
-    """Run a worker and parse the JSON object on its last stdout line, or return ``error``."""
-    try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, cwd=ROOT)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout_s:.0f} s"}
-    except OSError as e:
-        return {"error": f"cannot start {cmd[0]}: {e.strerror}"}
-    if p.returncode != 0:
-        return {"error": f"exit {p.returncode}: {last_error_line(p.stderr or p.stdout)}"}
-    try:
-        return dict(json.loads(p.stdout.strip().splitlines()[-1]))
-    except (IndexError, ValueError):
-        return {"error": f"no JSON result: {last_error_line(p.stdout + p.stderr)}"}
 
 
 def measure(
@@ -69,205 +45,41 @@ def measure(
     return report.summarize(m)
 
 
-def nw_worker(what: str, pcaps: list[Path], a: argparse.Namespace, runs: int) -> dict[str, Any]:
-    cmd = [
-        str(NW_PY),
-        str(BENCH / "nwbench.py"),
-        what,
-        *map(str, pcaps),
-        "--runs",
-        str(runs),
-        "--warmup",
-        str(a.warmup),
-    ]
-    raw = run_json(cmd, a.timeout)
-    if "packets" in raw:  # the worker's "packets" counts decoded packets, not records
-        raw["decoded_packets"] = raw.pop("packets")
-    return raw
-
-
-def timed_process(cmd: list[str], timeout_s: float) -> tuple[float, int, str | None]:
-    """Run ``cmd`` once: wall seconds, peak RSS (KiB) of the child, error or None."""
-    with tempfile.TemporaryFile() as err:
-        t0 = time.perf_counter()
-        try:
-            p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, cwd=ROOT)
-        except OSError as e:
-            return 0.0, 0, f"cannot start {cmd[0]}: {e.strerror}"
-        try:
-            _, status, ru = _wait4(p.pid, t0 + timeout_s)
-        except TimeoutError:
-            p.kill()
-            p.wait()
-            return 0.0, 0, f"timed out after {timeout_s:.0f} s"
-        dt = time.perf_counter() - t0
-        p.returncode = os.waitstatus_to_exitcode(status)
-        if p.returncode != 0:
-            err.seek(0)
-            msg = last_error_line(err.read().decode(errors="replace"))
-            return dt, ru.ru_maxrss, f"exit {p.returncode}: {msg}"
-    return dt, ru.ru_maxrss, None
-
-
-def _wait4(pid: int, deadline: float) -> tuple[int, int, Any]:
-    while True:
-        wpid, status, ru = os.wait4(pid, os.WNOHANG)
-        if wpid == pid:
-            return wpid, status, ru
-        if time.perf_counter() > deadline:
-            raise TimeoutError
-        time.sleep(0.002)
-
-
-def replay(pcaps: list[Path], a: argparse.Namespace, runs: int) -> dict[str, Any]:
-    """Time ``netwarden replay PCAP... --alerts-out -`` (stdout to /dev/null) as processes.
-
-    The warm-up runs replay the 100-packet capture ``a.tiny``: enough to load (or, after a code
-    change, compile and cache) the numba kernels, without a full extra pass.
-    ``--summary-json`` gives the flow and alert counts; an app error counted there fails the
-    measurement even when the exit code is 0.
-    """
-    summary = a.out_dir / "replay-summary.json"
-    opts = ["--alerts-out", "-", "--summary-json", str(summary)]
-    opts += ["--model", str(a.model)] if a.model else []
-    cmd = [str(NW_CLI), "replay", *map(str, pcaps), *opts]
-    warm = [str(NW_CLI), "replay", str(a.tiny), *opts]
-    times, rss, doc = [], 0, {}
-    for i in range(a.warmup + runs):
-        summary.unlink(missing_ok=True)
-        dt, maxrss, error = timed_process(warm if i < a.warmup else cmd, a.timeout)
-        doc = json.loads(summary.read_text()) if summary.exists() else {}
-        if not error and doc.get("errors"):
-            error = f"app errors {doc['errors']}"
-        if error:
-            return {"error": error, "command": shlex.join(cmd)}
-        rss = max(rss, maxrss)
-        if i >= a.warmup:
-            times.append(dt)
-    return {
-        "times_s": times,
-        "maxrss_kib": rss,
-        "command": shlex.join(cmd),
-        "flows": doc.get("flows"),
-        "alerts": doc.get("alerts"),
-        "app_packets_per_s": doc.get("packets_per_s"),
-    }
-
-
-def nfstream(pcaps: list[Path], a: argparse.Namespace, runs: int) -> dict[str, Any]:
-    py = VENVS / "nfstream" / "bin" / "python"
-    if not py.exists():
-        return {"error": "not installed: run bench/setup_peers.sh (see bench/venvs/nfstream.log)"}
-    cmd = [
-        str(py),
-        str(BENCH / "peers" / "nfstream_run.py"),
-        *map(str, pcaps),
-        "--runs",
-        str(runs),
-        "--warmup",
-        str(a.nfstream_warmup),
-        "--meters",
-        str(a.nfstream_meters),
-    ]
-    raw = run_json(cmd, a.timeout)
-    if "maxrss_children_kib" in raw:  # nfstream meters run in child processes
-        raw["maxrss_kib"] = max(raw["maxrss_kib"], raw.pop("maxrss_children_kib"))
-    return raw
-
-
-def cicflowmeter(pcaps: list[Path], a: argparse.Namespace) -> dict[str, Any]:
-    py = VENVS / "cicflowmeter" / "bin" / "python"
-    if not py.exists():
-        return {
-            "error": "not installed: run bench/setup_peers.sh (see bench/venvs/cicflowmeter.log)"
-        }
-    cmd = [
-        str(py),
-        str(BENCH / "peers" / "cicflowmeter_run.py"),
-        str(a.out_dir / "cic"),
-        *map(str, pcaps),
-        "--runs",
-        str(a.cic_runs),
-        "--warmup",
-        "0",
-    ]
-    return run_json(cmd, a.timeout)
-
-
 def bench_capture_rows(
     big: Path, small: Path, tiny: Path, a: argparse.Namespace
 ) -> list[dict[str, Any]]:
-    """Throughput rows on the bench capture (and the small one for cicflowmeter)."""
-    skip, rows = set(a.skip), []
-    bl, sl = f"{big.name}", f"{small.name}"
-    if "decode" not in skip:
-        rows.append(
-            measure(
-                "decode (read + decode)",
-                "netwarden",
-                bl,
-                [big],
-                nw_worker("decode", [big], a, a.runs),
-                target_pps=TARGETS["decode"],
-            )
-        )
-    if "flows" not in skip:
-        rows.append(
-            measure(
-                "decode+flows+features",
-                "netwarden",
-                bl,
-                [big],
-                nw_worker("flows", [big], a, a.runs),
-                target_pps=TARGETS["flows"],
-            )
-        )
-    if "replay" not in skip:
-        rows.append(
-            measure(
-                "replay end to end (scoring, alerts to /dev/null)",
-                "netwarden",
-                bl,
-                [big],
-                replay([big], a, a.runs),
-                target_pps=TARGETS["replay"],
-            )
-        )
-        rows.append(
-            measure(
-                "replay start-up (fixed cost)",
-                "netwarden",
-                tiny.name,
-                [tiny],
-                replay([tiny], a, a.runs),
-            )
-        )
-    if "nfstream" not in skip:
-        rows.append(
-            measure(
-                "flows+features (statistical_analysis=True)",
-                "nfstream",
-                bl,
-                [big],
-                nfstream([big], a, a.runs),
-            )
-        )
-    if "cicflowmeter" not in skip:
-        rows.append(
-            measure(
-                "flows+features (CSV out)", "cicflowmeter", sl, [small], cicflowmeter([small], a)
-            )
-        )
-        if "flows" not in skip:
-            rows.append(
-                measure(
-                    "decode+flows+features",
-                    "netwarden",
-                    sl,
-                    [small],
-                    nw_worker("flows", [small], a, a.runs),
-                )
-            )
+    """Throughput rows on the bench capture (and the small one for cicflowmeter), in order.
+
+    Each plan entry: sections it belongs to (skipped if any is in ``--skip``), row name, tool,
+    input, the measurement (called only when not skipped) and its packets/s target.
+    """
+    nw = "netwarden"
+    no_alerts = ("--threshold", "1.0")
+    # fmt: off
+    plan: list[tuple[tuple[str, ...], str, str, Path, Callable[[], dict[str, Any]], float]] = [
+        (("decode",), "decode (read + decode)", nw, big,
+         lambda: nw_worker("decode", [big], a, a.runs), TARGETS["decode"]),
+        (("flows",), "decode+flows+features", nw, big,
+         lambda: nw_worker("flows", [big], a, a.runs), TARGETS["flows"]),
+        (("replay",), "replay end to end (scoring, alerts to /dev/null)", nw, big,
+         lambda: replay([big], a, a.runs), TARGETS["replay"]),
+        (("replay",), "replay, scoring but no alerts (--threshold 1.0)", nw, big,
+         lambda: replay([big], a, a.runs, no_alerts), 0),
+        (("replay",), "replay start-up (fixed cost)", nw, tiny,
+         lambda: replay([tiny], a, a.runs), 0),
+        (("nfstream",), "flows+features (statistical_analysis=True)", "nfstream", big,
+         lambda: nfstream([big], a, a.runs), 0),
+        (("cicflowmeter",), "flows+features (CSV out)", "cicflowmeter", small,
+         lambda: cicflowmeter([small], a), 0),
+        (("cicflowmeter", "flows"), "decode+flows+features", nw, small,
+         lambda: nw_worker("flows", [small], a, a.runs), 0),
+    ]
+    # fmt: on
+    rows = []
+    for sections, name, tool, pcap, fn, target in plan:
+        if not set(sections) & set(a.skip):
+            print(f"  {tool}: {name} on {pcap.name}", file=sys.stderr)
+            rows.append(measure(name, tool, pcap.name, [pcap], fn(), target_pps=target or None))
     return rows
 
 
@@ -299,7 +111,7 @@ def ratios(rows: list[dict[str, Any]], big: Path, small: Path) -> list[dict[str,
 def families(a: argparse.Namespace) -> list[dict[str, Any]]:
     """Packets/s per capture family of ../shared/data/pcaps (all files of a family per run)."""
     fams = captures.shared_captures_by_family()
-    out = []
+    out: list[dict[str, Any]] = []
     for fam, paths in fams.items():
         packets = sum(captures.count_packets(p) for p in paths)
         raws = {
@@ -312,7 +124,7 @@ def families(a: argparse.Namespace) -> list[dict[str, Any]]:
         out.append({"family": fam, "files": len(paths), "packets": packets, "stages": stages})
         print(f"  family {fam}: {len(paths)} files, {packets} packets", file=sys.stderr)
     total_pk = sum(r["packets"] for r in out)
-    total = {
+    total: dict[str, Any] = {
         "family": "**all**",
         "files": sum(r["files"] for r in out),
         "packets": total_pk,
@@ -321,7 +133,7 @@ def families(a: argparse.Namespace) -> list[dict[str, Any]]:
     for s in out[0]["stages"] if out else ():
         secs = [r["stages"][s].get("median_s") for r in out]
         ok = all(x is not None for x in secs)
-        total["stages"][s] = {"pps_median": total_pk / sum(secs) if ok else None}  # type: ignore[arg-type]
+        total["stages"][s] = {"pps_median": total_pk / sum(secs) if ok else None}
     return [*out, total]
 
 
@@ -436,7 +248,7 @@ def notes(res: dict[str, Any]) -> list[str]:
     """Derived figures and caveats worth a line in the report."""
     rows, out = res["throughput"], []
     full = _find(rows, "netwarden", "replay end to end", rows[0]["input"] if rows else "")
-    start = next((m for m in rows if m["name"].startswith("replay start-up")), {})
+    start: dict[str, Any] = next((m for m in rows if m["name"].startswith("replay start-up")), {})
     if full.get("median_s") and start.get("median_s") and full["median_s"] > start["median_s"]:
         pps = full["packets"] / (full["median_s"] - start["median_s"])
         out.append(f"replay with its start-up subtracted: {report.fmt_rate(pps)} packets/s")
