@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import doctest
+import importlib
 import ipaddress
 import json
 from pathlib import Path
@@ -344,3 +346,20 @@ def test_flow_id_ignores_direction(a: str, b: str, pa: int, pb: int) -> None:
     fwd = flow_id(meta_row(a, b, pa, pb).tolist()[0])
     rev = flow_id(meta_row(b, a, pb, pa).tolist()[0])
     assert fwd == rev
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "netwarden.alerts",
+        "netwarden.alerts_ecs",
+        "netwarden.alerts_reasons",
+        "netwarden.community_id",
+        "netwarden.scoring.batcher",
+        "netwarden.sinks.jsonl",
+    ],
+)
+def test_docstring_examples(module: str) -> None:
+    """The examples in the docstrings of the scoring, alert and sink modules hold."""
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0, result
