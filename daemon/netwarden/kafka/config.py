@@ -36,6 +36,7 @@ class KafkaSettings:
     fetch_max_bytes: int = 52_428_800
     max_partition_fetch_bytes: int = 8_388_608
     poll_timeout_ms: int = 200  # a quiet source yields an empty batch this often
+    join_poll_timeout_ms: int = 5_000  # poll timeout while no partition is assigned (joining)
     check_crcs: bool = True  # keep: the crc32c extension makes it cheap (docs/kafka.md)
     request_timeout_ms: int = 30_000
     bootstrap_timeout_ms: int = 5_000  # one connection attempt; the source retries with backoff

@@ -173,14 +173,37 @@ class KafkaSource:
 
     def _poll_once(self) -> FrameBatch:
         assert self._consumer is not None
-        records = self._consumer.poll(timeout_ms=self.settings.poll_timeout_ms)
+        # kafka-python 3.0.12 drops a JoinGroup/SyncGroup result that completes between two
+        # polls and joins again (join_group_async replaces a finished join task), so a member
+        # with short polls can rejoin forever on a busy machine.  While joining (nothing
+        # assigned), poll long enough to see the whole join through.
+        timeout = (self.settings.poll_timeout_ms if self._assigned
+                   else max(self.settings.poll_timeout_ms, self.settings.join_poll_timeout_ms))
+        records = self._consumer.poll(timeout_ms=timeout)
         if not records:
-            self._set_connected(self._broker_reachable())
+            was_up = self._connected
+            up = self._broker_reachable()
+            self._set_connected(up)
+            if up and was_up is False:
+                self._rebuild()
             return empty_frames()
         self._set_connected(True)
         decoded = self._decode(records)
         self._update_lag(records)
         return decoded.frames
+
+    def _rebuild(self) -> None:
+        """Start a fresh consumer after an outage.
+
+        kafka-python 3.0 can loop on JoinGroup after its coordinator went away and came back
+        (seen against tansu: every SyncGroup succeeds, then it rejoins again); a new consumer
+        joins cleanly and resumes from the committed offsets.
+        """
+        assert self._consumer is not None
+        log.info("kafka: broker %s is back; rejoining group %s with a fresh consumer",
+                 ",".join(self.url.brokers), self.url.group)
+        consumer, self._consumer = self._consumer, None
+        consumer.close(autocommit=False)
 
     def _decode(self, records: Mapping[TopicPartition, list[Any]]) -> Decoded:
         keys: list[bytes | None] = []
@@ -276,6 +299,12 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         parts = frozenset(tp.partition for tp in revoked)
         if parts:
             self._source._revoked(parts)
+
+    def on_partitions_lost(self, lost: Any) -> None:
+        # Membership lost (session expired, coordinator gone): the partitions may already be
+        # someone else's.  The application ends their flows as for a revocation; its commit
+        # for them fails (counted) and their new owner re-reads from the last commit.
+        self.on_partitions_revoked(lost)
 
     def on_partitions_assigned(self, assigned: Any) -> None:
         self._source._assigned_now(frozenset(tp.partition for tp in assigned))
