@@ -179,9 +179,9 @@ def _ssh_session(out: list[Packet], rng: random.Random, t: float) -> None:
     t = _ssh_handshake(c, c.handshake(t, rtt), rtt, rng, b"SSH-2.0-OpenSSH_7.4\r\n")
     t = c.send(t + 0.01, True, rng.randbytes(420))  # public-key auth
     t = c.send(t + rtt / 2 + 0.02, False, rng.randbytes(36))
-    for _ in range(rng.randint(60, 120)):  # an interactive shell: keystrokes and echoes
-        t = c.send(t + rng.expovariate(4.0), True, rng.randbytes(36))
-        t = c.send(t + rtt / 2 + 1e-4, False, rng.randbytes(rng.choice([36, 36, 52, 180, 1200])))
+    t = c.send(t + 0.01, True, rng.randbytes(100))  # scp: the command
+    for _ in range(rng.randint(40, 80)):  # the file, acked every two segments
+        t = c.send(t + rng.uniform(1e-4, 4e-4), False, rng.randbytes(2 * 1448))
         t = c.ack(t + rtt / 2, True)
     c.close(t + 0.2, rtt)
 
@@ -215,18 +215,49 @@ def _syn_flood(out: list[Packet], rng: random.Random, t: float, n: int) -> None:
         t += rng.expovariate(1500.0)  # ~1,500 SYNs/s
 
 
+def _exchange(c: _Tcp, t: float, rtt: float, from_client: bool, size: int, *,
+              acked: bool) -> float:
+    """One data segment; the peer answers with a pure ACK when ``acked``."""
+    t = c.send(t, from_client, c.rng.randbytes(size))
+    if acked:
+        c.ack(t + rtt / 2, not from_client)
+    return t + rtt / 2
+
+
+def _brute_attempt(c: _Tcp, t: float, rtt: float) -> float:
+    """One patator/paramiko connection against OpenSSH: handshake, banners, key exchange,
+    ``none`` auth, then five password guesses, each refused after OpenSSH's ~2.4 s failure
+    delay.  The totals (22 packets / 1,992 bytes out, 33 packets / 2,697 bytes back, about
+    12 s) are those of CIC-IDS2017's SSH-Patator flows (medians 22 / 2,008 and 33 / 2,745)."""
+    rng = c.rng
+    c.swin = 247  # OpenSSH's scaled window after the handshake, as in the CIC captures
+    t = c.handshake(t, rtt)
+    t = _exchange(c, t + rtt / 2, rtt, False, 41, acked=True)  # server banner
+    t = _exchange(c, t + rng.uniform(1e-3, 3e-3), rtt, True, 24, acked=True)  # client banner
+    t = _exchange(c, t + 1e-4, rtt, True, 640, acked=True)  # client KEXINIT
+    t = _exchange(c, t, rtt, False, 720, acked=False)  # server KEXINIT
+    t = _exchange(c, t + rng.uniform(2e-3, 6e-3), rtt, True, 272, acked=True)  # KEXDH_INIT
+    t = _exchange(c, t + rng.uniform(4e-3, 9e-3), rtt, False, 976, acked=True)  # KEXDH_REPLY
+    t = _exchange(c, t + 1e-3, rtt, True, 16, acked=True)  # NEWKEYS
+    t = _exchange(c, t + 1e-4, rtt, True, 52, acked=True)  # service request
+    t = _exchange(c, t, rtt, False, 52, acked=False)  # service accept
+    t = _exchange(c, t + 1e-3, rtt, True, 68, acked=True)  # userauth "none"
+    t = _exchange(c, t, rtt, False, 68, acked=False)  # failure: password allowed
+    for _ in range(5):
+        t = _exchange(c, t + rng.uniform(1e-3, 4e-3), rtt, True, 100, acked=True)  # guess
+        t = _exchange(c, t + rng.uniform(2.2, 2.6), rtt, False, 68, acked=False)  # refused
+        t = _exchange(c, t + 1e-3, rtt, True, 84, acked=True)  # keep-alive (ignore msg)
+        t = _exchange(c, t, rtt, False, 100, acked=False)
+    return c.close(t + rng.uniform(1e-3, 5e-3), rtt)
+
+
 def _ssh_brute_force(out: list[Packet], rng: random.Random, t: float, n: int) -> None:
-    """patator-style: one full SSH connection per guess (handshake, key exchange, a few
-    password tries, failures, close), one client, new source port each time."""
+    """patator-style: one full SSH connection per batch of guesses, one client, a new source
+    port each time, several connections in parallel."""
     for _ in range(n):
         c = _Tcp(out, BRUTE_FORCER, SERVER_SSH, _eph(rng), 22, rng)
-        rtt = rng.uniform(0.4e-3, 1.5e-3)
-        t0 = _ssh_handshake(c, c.handshake(t, rtt), rtt, rng, b"SSH-2.0-paramiko_1.16.0\r\n")
-        for _ in range(rng.randint(1, 3)):  # password tries on this connection
-            t0 = c.send(t0 + rng.uniform(1e-3, 5e-3), True, rng.randbytes(rng.choice([84, 100])))
-            t0 = c.send(t0 + rtt / 2 + rng.uniform(0.5, 2.2), False, rng.randbytes(52))  # failure
-        c.close(t0 + rng.uniform(1e-3, 5e-3), rtt)
-        t += rng.uniform(0.15, 0.6)  # the next guess starts before this one has finished
+        _brute_attempt(c, t, rng.uniform(0.4e-3, 1.5e-3))
+        t += rng.uniform(0.15, 0.6)  # the next connection starts before this one has finished
 
 
 @dataclass(frozen=True)

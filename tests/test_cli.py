@@ -1,0 +1,193 @@
+"""The ``netwarden`` command as a user runs it: exit codes, one-line errors (never a
+traceback for a user error), replay output, run with metrics and a graceful SIGTERM."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from modelutil import write_model_dir
+from netwarden.demo_traffic import SMALL, write_demo_pcap
+
+REPO = Path(__file__).resolve().parent.parent
+EXE = [sys.executable, "-m", "netwarden.cli"]
+
+
+def nw(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*EXE, *args], capture_output=True, text=True, timeout=timeout,
+                          cwd=REPO)
+
+
+def assert_user_error(r: subprocess.CompletedProcess[str], code: int, *needles: str) -> None:
+    assert r.returncode == code, r.stderr
+    assert "Traceback" not in r.stderr
+    errors = [line for line in r.stderr.splitlines() if " ERROR " in line]
+    assert len(errors) == 1, r.stderr
+    for n in needles:
+        assert n in errors[0]
+
+
+@pytest.fixture(scope="module")
+def pcap(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("cap") / "small.pcap"
+    write_demo_pcap(path, seed=5, scale=SMALL)
+    return path
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_model_dir(tmp_path_factory.mktemp("m") / "tiny")
+
+
+@pytest.mark.parametrize("args", [(), ("replay",), ("frobnicate",), ("replay", "x.pcap",
+                                  "--metrics-port", "abc"), ("model",), ("run", "--bogus")])
+def test_usage_errors_exit_2(args: tuple[str, ...]) -> None:
+    r = nw(*args)
+    assert r.returncode == 2
+    assert "usage: netwarden" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_bad_config_exits_3(tmp_path: Path, pcap: Path, model: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[flows]\nidle_timeout_s = -3\n")
+    assert_user_error(nw("check-config", str(bad)), 3,
+                      "flows.idle_timeout_s: must be > 0, got -3")
+    assert_user_error(nw("replay", "--config", str(bad), "--model", str(model), str(pcap)), 3,
+                      "flows.idle_timeout_s")
+    assert_user_error(nw("run", "--source", "ftp://x", "--model", str(model)), 3,
+                      "--source: unknown URL scheme 'ftp'")
+    assert_user_error(nw("check-config", str(tmp_path / "missing.toml")), 3, "cannot read config")
+
+
+def test_unreadable_input_exits_4(tmp_path: Path, model: Path) -> None:
+    garbage = tmp_path / "garbage.pcap"
+    garbage.write_bytes(os.urandom(4096))
+    for target, needle in ((tmp_path / "missing.pcap", "no such capture file"),
+                           (garbage, "garbage.pcap"), (tmp_path, "not a file")):
+        assert_user_error(nw("replay", "--model", str(model), str(target)), 4, needle)
+
+
+def test_bad_model_exits_5(tmp_path: Path, pcap: Path) -> None:
+    broken = write_model_dir(tmp_path / "broken")
+    (broken / "model.onnx").write_bytes(b"not onnx at all")
+    for d in (tmp_path / "nope", tmp_path, broken):
+        assert_user_error(nw("replay", "--model", str(d), str(pcap)), 5)
+    assert_user_error(nw("model", "info", str(tmp_path / "nope")), 5)
+
+
+def test_json_log_format_for_errors(tmp_path: Path, model: Path) -> None:
+    r = nw("--log-format", "json", "replay", "--model", str(model), str(tmp_path / "x.pcap"))
+    assert r.returncode == 4
+    docs = [json.loads(line) for line in r.stderr.splitlines()]
+    assert docs[-1]["log.level"] == "error" and "x.pcap" in docs[-1]["message"]
+
+
+def test_replay_prints_alerts_and_summary(tmp_path: Path, pcap: Path, model: Path) -> None:
+    summary = tmp_path / "summary.json"
+    r = nw("replay", str(pcap), "--model", str(model), "--summary-json", str(summary),
+           "--log-level", "warning")
+    assert r.returncode == 0, r.stderr
+    alerts = [json.loads(line) for line in r.stdout.splitlines()]
+    s = json.loads(summary.read_text())
+    assert len(alerts) == s["alerts"] > 0
+    assert {a["netwarden"]["label"] for a in alerts} == set(s["alerts_by_label"])
+    assert s["files"] == {str(pcap): s["packets"]}
+    first = r.stderr.splitlines()[0]
+    assert first.startswith(f"packets {s['packets']} (") and f"flows {s['flows']}," in first
+    assert "packets/s" in first and "alerts by label: " in r.stderr
+
+
+def test_replay_to_files(tmp_path: Path, pcap: Path, model: Path) -> None:
+    alerts, flows = tmp_path / "alerts.jsonl", tmp_path / "flows.jsonl"
+    r = nw("replay", str(pcap), "--model", str(model), "--alerts-out", str(alerts),
+           "--flows-out", str(flows), "--threshold", "0.99")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == ""
+    docs = [json.loads(line) for line in alerts.read_text().splitlines()]
+    assert all(d["netwarden"]["threshold"] == 0.99 for d in docs)
+    assert len(flows.read_text().splitlines()) > len(docs)
+
+
+def test_check_config_and_model_info(model: Path) -> None:
+    r = nw("check-config", "netwarden.example.toml")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("ok: netwarden.example.toml\n")
+    assert "batching.max_batch = 256" in r.stdout and "metrics.port = 9108" in r.stdout
+    r = nw("model", "info", str(model))
+    assert r.returncode == 0, r.stderr
+    assert "tiny-linear 0.0.1" in r.stdout and "BENIGN (benign)" in r.stdout
+    r = nw("model", "info", str(model), "--json")
+    doc = json.loads(r.stdout)
+    assert doc["name"] == "tiny-linear" and doc["threshold_in_force"]["value"] == 0.5
+
+
+@pytest.mark.skipif(importlib.util.find_spec("netwarden_train.cli") is not None,
+                    reason="the training CLI is installed: no stub to test")
+def test_missing_optional_command_explains_itself() -> None:
+    r = nw("train")
+    assert r.returncode == 2
+    assert "netwarden train is not available" in r.stderr and "Traceback" not in r.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _scrape(port: int, deadline: float) -> str:
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+                return str(resp.read().decode())
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def test_run_serves_metrics_and_stops_gracefully_on_sigterm(tmp_path: Path, pcap: Path,
+                                                            model: Path) -> None:
+    port = _free_port()
+    cfg = tmp_path / "nw.toml"
+    cfg.write_text(f'[source]\nurl = "{pcap}"\n[model]\ndir = "{model}"\n'
+                   f'[alerts]\nsinks = ["alerts.jsonl"]\nflow_log = "flows.jsonl"\n'
+                   f'[metrics]\nport = {port}\n[logging]\nlevel = "warning"\n')
+    # --realtime: the small capture spans ~40 s, so the daemon is still running when stopped
+    proc = subprocess.Popen([*EXE, "run", "--config", str(cfg), "--realtime"], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        text = _scrape(port, deadline)
+        while "netwarden_packets_total 0.0" in text and time.monotonic() < deadline:
+            time.sleep(0.3)
+            text = _scrape(port, deadline)
+        assert "netwarden_packets_total" in text and "netwarden_packets_total 0.0" not in text
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    flows = (tmp_path / "flows.jsonl").read_text().splitlines()
+    assert flows  # flushed at shutdown: the open flows ended with end_of_input
+    assert any(json.loads(f)["netwarden"]["end_reason"] == "end_of_input" for f in flows)
+
+
+def test_run_to_the_end_of_a_file_source(tmp_path: Path, pcap: Path, model: Path) -> None:
+    cfg = tmp_path / "nw.toml"
+    cfg.write_text('[metrics]\nport = 0\n[alerts]\nsinks = ["out.jsonl"]\n')
+    r = nw("run", "--config", str(cfg), "--source", f"pcap://{pcap}", "--model", str(model))
+    assert r.returncode == 0, r.stderr
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) > 0
