@@ -86,18 +86,18 @@ N_FEATURES = len(CIC_SCHEMA)
 _US = 1000.0  # ns per microsecond
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def _std(m2: float, n: Num) -> float:
     """Sample standard deviation (n - 1), as Apache SummaryStatistics; 0 for n < 2."""
     return math.sqrt(max(m2, 0.0) / (n - 1)) if n > 1 else 0.0
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def _div(a: float, b: float) -> float:
     return a / b if b != 0 else 0.0
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _stats4(o: np.ndarray, k: int, mx: float, mn: float, mean: float, sd: float, n: Num) -> int:
     """Write max, min, mean, std (or zeros when the series is empty); return the next index."""
     if n > 0:
@@ -107,7 +107,7 @@ def _stats4(o: np.ndarray, k: int, mx: float, mn: float, mean: float, sd: float,
     return k + 4
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _mean_std_max_min(
     o: np.ndarray, k: int, mean: float, m2: float, mx: float, mn: float, n: Num, scale: float
 ) -> int:
@@ -121,7 +121,7 @@ def _mean_std_max_min(
     return k + 4
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _combined_len(ci: np.ndarray, cf: np.ndarray) -> tuple[float, float, float, float]:
     """Min, max, mean, variance of payload lengths both ways (Chan's parallel combination)."""
     nf, nb_ = ci[FWD_N], ci[BWD_N]
@@ -138,12 +138,12 @@ def _combined_len(ci: np.ndarray, cf: np.ndarray) -> tuple[float, float, float, 
     return float(lo), float(hi), mean, _var(m2, n)
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def _var(m2: float, n: Num) -> float:
     return max(m2, 0.0) / (n - 1) if n > 1 else 0.0
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _bulk_out(o: np.ndarray, k: int, ci: np.ndarray, b: Num) -> int:
     """Bytes/bulk, packets/bulk (integer division) and bulk rate (truncated), as CICFlowMeter."""
     states = ci[b + B_STATES]
@@ -154,7 +154,7 @@ def _bulk_out(o: np.ndarray, k: int, ci: np.ndarray, b: Num) -> int:
     return k + 3
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def cic_finalize(ci: np.ndarray, cf: np.ndarray, is_tcp: bool, o: np.ndarray) -> None:
     """Write the 81 features of one ended flow into ``o`` (float32, schema order)."""
     nf, nb_ = ci[FWD_N], ci[BWD_N]

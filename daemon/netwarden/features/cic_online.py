@@ -93,7 +93,7 @@ _FLAG_BITS = (0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x80, 0x40)  # FIN SYN RST PSH
 _ICMP = (1, 58)
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def _welford(cf: np.ndarray, mean_col: Num, m2_col: Num, n: Num, x: float) -> None:
     """Fold ``x`` into the running mean/M2 of a series that now has ``n`` values."""
     d = x - cf[mean_col]
@@ -101,7 +101,7 @@ def _welford(cf: np.ndarray, mean_col: Num, m2_col: Num, n: Num, x: float) -> No
     cf[m2_col] += d * (x - cf[mean_col])
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def _minmax(ci: np.ndarray, lo: Num, hi: Num, n: Num, x: Num) -> None:
     if n == 1 or x < ci[lo]:
         ci[lo] = x
@@ -109,7 +109,7 @@ def _minmax(ci: np.ndarray, lo: Num, hi: Num, n: Num, x: Num) -> None:
         ci[hi] = x
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def _bulk(ci: np.ndarray, b: Num, other: Num, ts: Num, size: Num) -> None:
     """CICFlowMeter's updateForwardBulk/updateBackwardBulk for the block at column ``b``."""
     if ci[other + B_LAST] > ci[b + B_START_H]:
@@ -136,7 +136,7 @@ def _bulk(ci: np.ndarray, b: Num, other: Num, ts: Num, size: Num) -> None:
     ci[b + B_LAST] = ts
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def _activity(ci: np.ndarray, cf: np.ndarray, ts: Num, activity_ns: Num) -> None:
     """CICFlowMeter's updateActiveIdleTime: a gap over ``activity_ns`` closes an active period."""
     gap = ts - ci[END_ACT]
@@ -153,7 +153,7 @@ def _activity(ci: np.ndarray, cf: np.ndarray, ts: Num, activity_ns: Num) -> None
     ci[END_ACT] = ts
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def _flags(ci: np.ndarray, flags: Num, fwd: bool) -> None:
     for k in range(8):
         if flags & _FLAG_BITS[k]:
@@ -166,7 +166,7 @@ def _flags(ci: np.ndarray, flags: Num, fwd: bool) -> None:
         ci[F_RST if fwd else B_RST] += 1
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def cic_init(ci: np.ndarray, cf: np.ndarray, p: Rec, conn_start: Num) -> None:
     """Reset one flow's state and fold in its first packet ``p`` (always forward)."""
     ci[:] = 0
@@ -188,7 +188,7 @@ def cic_init(ci: np.ndarray, cf: np.ndarray, p: Rec, conn_start: Num) -> None:
     _direction(ci, cf, p, True)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def cic_add(ci: np.ndarray, cf: np.ndarray, p: Rec, fwd: bool, activity_ns: Num) -> None:
     """Fold a later packet ``p`` of the flow into its state (``fwd``: sent by the initiator)."""
     ts = np.int64(p.ts_ns)
@@ -200,7 +200,7 @@ def cic_add(ci: np.ndarray, cf: np.ndarray, p: Rec, fwd: bool, activity_ns: Num)
     _direction(ci, cf, p, fwd)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def _direction(ci: np.ndarray, cf: np.ndarray, p: Rec, fwd: bool) -> None:
     """Per-direction counters, payload and IAT statistics, bulk and flags of one packet."""
     ts = np.int64(p.ts_ns)

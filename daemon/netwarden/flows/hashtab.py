@@ -28,7 +28,7 @@ _S16 = np.uint64(16)
 _S32 = np.uint64(32)
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def _mix(x: np.uint64) -> np.uint64:
     """MurmurHash3's 64-bit finaliser."""
     x ^= x >> _S33
@@ -39,7 +39,7 @@ def _mix(x: np.uint64) -> np.uint64:
     return x
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def key_hash(
     src_hi: np.uint64,
     src_lo: np.uint64,
@@ -57,7 +57,7 @@ def key_hash(
     return _mix((a + b) ^ tag)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def find(
     index: np.ndarray, keys: np.ndarray, ports: np.ndarray, p: Rec, h: Num
 ) -> tuple[int, bool]:
@@ -93,7 +93,7 @@ def find(
         i = (i + 1) & np.int64(mask)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def insert(index: np.ndarray, h: Num, slot: Num) -> None:
     """Place ``slot`` at the first free position of its probe sequence."""
     mask = index.shape[0] - 1
@@ -103,7 +103,7 @@ def insert(index: np.ndarray, h: Num, slot: Num) -> None:
     index[i] = slot
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def remove(index: np.ndarray, keys: np.ndarray, slot: Num) -> None:
     """Delete ``slot`` from the index, shifting later entries of its cluster back."""
     mask = index.shape[0] - 1
@@ -125,7 +125,7 @@ def remove(index: np.ndarray, keys: np.ndarray, slot: Num) -> None:
     index[i] = -1
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def rebuild(index: np.ndarray, keys: np.ndarray, alive: np.ndarray) -> None:
     """Fill an empty (all -1) index with every slot whose ``alive`` entry is non-zero."""
     for s in range(alive.shape[0]):

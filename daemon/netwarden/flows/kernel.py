@@ -43,7 +43,7 @@ ST_DONE, ST_NEED_OUT, ST_NEED_GROW = 0, 1, 2
 _TCP, _SYN, _FIN, _RST, _ACK = 6, 0x02, 0x01, 0x04, 0x10
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def _lru_unlink(ti: np.ndarray, ctrl: np.ndarray, s: Num) -> None:
     prev, nxt = ti[s, T_PREV], ti[s, T_NEXT]
     if prev >= 0:
@@ -56,7 +56,7 @@ def _lru_unlink(ti: np.ndarray, ctrl: np.ndarray, s: Num) -> None:
         ctrl[C_TAIL] = prev
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def _lru_append(ti: np.ndarray, ctrl: np.ndarray, s: Num) -> None:
     tail = ctrl[C_TAIL]
     ti[s, T_PREV] = tail
@@ -68,7 +68,7 @@ def _lru_append(ti: np.ndarray, ctrl: np.ndarray, s: Num) -> None:
     ctrl[C_TAIL] = s
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def emit(
     s: Num,
     reason: Num,
@@ -106,7 +106,7 @@ def emit(
     ctrl[C_ACTIVE] -= 1
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def _due(ti: np.ndarray, ci: np.ndarray, prm: np.ndarray, s: Num, now: Num) -> int:
     """End reason of flow ``s`` at packet clock ``now``, or -1 while it stays open."""
     st = ti[s, T_STATE]
@@ -121,7 +121,7 @@ def _due(ti: np.ndarray, ci: np.ndarray, prm: np.ndarray, s: Num, now: Num) -> i
     return -1
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def sweep(now, keys, ti, ci, cf, index, free, ctrl, prm, out_meta, out_feat) -> None:  # type: ignore[no-untyped-def]
     """End every flow that is due at ``now`` (idle, active, closed past its grace)."""
     for s in range(ti.shape[0]):
@@ -131,7 +131,7 @@ def sweep(now, keys, ti, ci, cf, index, free, ctrl, prm, out_meta, out_feat) -> 
                 emit(s, r, keys, ti, ci, cf, index, free, ctrl, out_meta, out_feat)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def _tcp_state(ti: np.ndarray, s: Num, flags: Num, fwd: bool, ts: Num) -> None:
     """Advance the close handshake: RST, FIN both ways (closing), then the last ACK (done)."""
     st = ti[s, T_STATE]
@@ -147,7 +147,7 @@ def _tcp_state(ti: np.ndarray, s: Num, flags: Num, fwd: bool, ts: Num) -> None:
         ti[s, T_STATE], ti[s, T_REASON] = S_DONE, R_FIN
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def _new_flow(p, h, s, conn_start, keys, ti, ci, cf, index, ctrl) -> None:  # type: ignore[no-untyped-def]
     """Start flow ``s`` with packet ``p``, whose sender becomes the forward side."""
     keys[s, K_SRC_HI], keys[s, K_SRC_LO] = p.src_hi, p.src_lo
@@ -164,13 +164,13 @@ def _new_flow(p, h, s, conn_start, keys, ti, ci, cf, index, ctrl) -> None:  # ty
     cic_init(ci[s], cf[s], p, conn_start)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def _add(p, s, fwd, ti, ci, cf, prm) -> None:  # type: ignore[no-untyped-def]
     """Fold packet ``p`` into open flow ``s`` (its first packet goes through ``_new_flow``)."""
     cic_add(ci[s], cf[s], p, fwd, prm[P_ACTIVITY])
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def _account(p, s, fwd, ti) -> None:  # type: ignore[no-untyped-def]
     ti[s, T_LAST_SEQ] = p.src_seq
     if fwd:
@@ -181,7 +181,7 @@ def _account(p, s, fwd, ti) -> None:  # type: ignore[no-untyped-def]
         _tcp_state(ti, s, np.int64(p.tcp_flags), fwd, np.int64(p.ts_ns))
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def _packet(p, ts, keys, ti, ci, cf, index, free, ctrl, prm, out_meta, out_feat):  # type: ignore[no-untyped-def]
     """Route one packet to its flow, cutting/ending flows as needed; ST_NEED_GROW if full."""
     h = key_hash(p.src_hi, p.src_lo, p.dst_hi, p.dst_lo, p.sport, p.dport, p.proto, p.vlan)
@@ -216,7 +216,7 @@ def _packet(p, ts, keys, ti, ci, cf, index, free, ctrl, prm, out_meta, out_feat)
     return ST_DONE
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def update(pk, start, keys, ti, ci, cf, index, free, ctrl, prm, out_meta, out_feat):  # type: ignore[no-untyped-def]
     """Consume ``pk[start:]``; return (next packet index, ST_* status).
 

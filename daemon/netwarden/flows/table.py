@@ -202,14 +202,14 @@ class FlowTable:
         return N_KCOLS * 8 + K.N_TCOLS * 8 + BYTES_PER_FLOW + index_share + 4
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _flush_kernel(part, reason, keys, ti, ci, cf, index, free, ctrl, out_meta, out_feat):  # type: ignore[no-untyped-def]
     for s in range(ti.shape[0]):
         if ti[s, K.T_STATE] != K.S_FREE and (part == -2 or ti[s, K.T_PART] == part):
             K.emit(s, reason, keys, ti, ci, cf, index, free, ctrl, out_meta, out_feat)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _min_seq(ti: np.ndarray, part: int) -> int:
     best = np.iinfo(np.int64).max
     for s in range(ti.shape[0]):
