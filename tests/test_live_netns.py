@@ -34,6 +34,10 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create network namespaces"),
     pytest.mark.skipif(shutil.which("ip") is None, reason="needs iproute2 (ip)"),
 ]
+# Keep only the named capabilities (as the unit does), with no way to regain others: uid 0
+# stays (the interpreter lives under /root, mode 0700), but with SECBIT_NOROOT it is a
+# plain user for capabilities.
+SETPRIV = ["setpriv", "--securebits=+noroot,+noroot_locked,+no_setuid_fixup", "--no-new-privs"]
 
 
 @dataclass(frozen=True)
@@ -329,3 +333,83 @@ def _wait_for(sock: socket.socket, line: str, proc: subprocess.Popen[str]) -> li
         if line in msg:
             return msg
     raise AssertionError(f"no {line} notification within 60 s")
+
+
+def _only_caps(caps: str) -> list[str]:
+    if shutil.which("setpriv") is None:
+        pytest.skip("needs setpriv (util-linux)")
+    return (
+        [
+            *SETPRIV,
+            f"--inh-caps=-all,{caps}",
+            f"--ambient-caps=-all,{caps}",
+            f"--bounding-set=-all,{caps}",
+        ]
+        if caps
+        else [*SETPRIV, "--inh-caps=-all", "--bounding-set=-all"]
+    )
+
+
+OPEN = textwrap.dedent("""
+    import sys
+    status = open("/proc/self/status").read()
+    print("CapEff", [l.split()[1] for l in status.splitlines() if l.startswith("CapEff")][0])
+    from netwarden.capture.live import open_iface_source
+    from netwarden.exitcodes import UserError
+    try:
+        src = open_iface_source(sys.argv[1])
+    except UserError as e:
+        print("error:", e)
+    else:
+        flags = int(open(f"/sys/class/net/{src.opts.iface}/flags").read(), 16)
+        print("opened", src.linktype, "promisc" if flags & 0x100 else "")
+        src.close()
+""")
+
+
+@pytest.mark.parametrize(
+    ("caps", "capeff", "query", "expect"),
+    [
+        ("+net_raw", 0x2000, "", "opened 1 \n"),
+        # PACKET_ADD_MEMBERSHIP needs no CAP_NET_ADMIN: only SO_RCVBUFFORCE (buffer_mb above
+        # net.core.rmem_max) does, and it falls back to SO_RCVBUF without it.
+        ("+net_raw", 0x2000, "?promisc=1&buffer_mb=64", "opened 1 promisc\n"),
+        ("+net_raw,+net_admin", 0x3000, "?promisc=1&filter=tcp", "opened 1 promisc\n"),
+        ("", 0, "", "opening a packet socket needs CAP_NET_RAW"),
+    ],
+)
+def test_capture_needs_only_the_unit_capabilities(
+    pair: Pair, caps: str, capeff: int, query: str, expect: str
+) -> None:
+    r = pair.run(pair.ns_b, *_only_caps(caps), PY, "-c", OPEN, f"iface://{pair.if_b}{query}")
+    assert f"CapEff {capeff:016x}" in r.stdout, r.stdout + r.stderr
+    assert expect in r.stdout, r.stdout + r.stderr
+
+
+DROPS = textwrap.dedent("""
+    import json, socket, sys
+    from netwarden.capture.live import open_iface_source
+    from netwarden.metrics import Metrics
+    m = Metrics()
+    src = open_iface_source("iface://lo?filter=udp%20port%2047001&buffer_mb=1", m)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for i in range(20000):  # ~30 MB into a ~2 MB socket buffer nobody reads yet
+        s.sendto(b"x" * 1400, ("127.0.0.1", 47001))
+    frames = 0
+    for batch in src:
+        frames += len(batch)
+        if len(batch) == 0:
+            src.close()
+    print(json.dumps({"frames": frames, "drops": src.kernel_drops,
+                      "metric": m.registry.get_sample_value(
+                          "netwarden_capture_kernel_drops_total")}))
+""")
+
+
+def test_kernel_drops_are_counted(pair: Pair) -> None:
+    r = pair.run(pair.ns_b, PY, "-c", DROPS)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["drops"] > 0 and res["frames"] > 0
+    assert res["frames"] + res["drops"] == 20000
+    assert res["metric"] == res["drops"]

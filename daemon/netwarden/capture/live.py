@@ -1,7 +1,8 @@
 """Live capture from a network interface: ``iface://eth0?filter=BPF&promisc=1&snaplen=N``.
 
-An ``AF_PACKET``/``SOCK_RAW`` socket (needs ``CAP_NET_RAW``; promiscuous mode also needs
-``CAP_NET_ADMIN``) reads whole link-layer frames of both directions into one preallocated
+An ``AF_PACKET``/``SOCK_RAW`` socket (needs ``CAP_NET_RAW``, also for promiscuous mode, which is
+a packet-socket membership; ``CAP_NET_ADMIN`` only lets ``buffer_mb`` exceed
+``net.core.rmem_max``) reads whole link-layer frames of both directions into one preallocated
 buffer with ``recvmsg_into``: no Python object per frame beyond the call itself.  A batch ends
 after ``batch_ms`` (50 ms) from its first frame, at ``max_frames`` frames, or when the buffer
 cannot hold another ``snaplen`` bytes; on a quiet link an empty batch comes every ``tick_ms``
@@ -340,7 +341,7 @@ def _configure(sock: socket.socket, o: IfaceOptions, ifindex: int) -> int:
             sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
         except PermissionError:
             raise LiveCaptureError(
-                f"capture on {o.iface}: promiscuous mode needs CAP_NET_ADMIN", BAD_INPUT
+                f"capture on {o.iface}: promiscuous mode not permitted", BAD_INPUT
             ) from None
     sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)  # reset the counters
     return linktype
