@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -79,3 +83,42 @@ def test_enrich_alerted_flows(shared_data: Path, tmp_path: Path) -> None:
         p / "attack" / "c2" / "beacon-curl-2-3s.pcap",
     )
     assert tls[0]["tls"] == {"client": {"server_name": "testing.com"}}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="live capture needs CAP_NET_RAW")
+def test_live_capture_on_loopback_ticks_and_stops_tshark() -> None:
+    port = 47000 + os.getpid() % 1000
+    src = open_tshark_source(f"tshark://lo?filter=udp%20port%20{port}&tick_ms=200")
+    got: list[int] = []
+    pids: list[int] = []
+
+    def traffic() -> None:
+        time.sleep(4)  # tshark needs a moment to start capturing
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for _ in range(5):
+                s.sendto(b"x" * 100, ("127.0.0.1", port))
+        time.sleep(2)
+        pids.extend(p.pid for p in src._cap._running_processes)
+        src.close()
+
+    t = threading.Thread(target=traffic)
+    t.start()
+    for batch in src:
+        got.append(len(batch))
+        assert len(batch) == 0 or set(batch.linktype.tolist()) == {1}
+    t.join()
+    assert got.count(0) >= 5  # quiet-link ticks
+    assert sum(got) >= 4
+    assert pids  # tshark was running at close()
+    deadline = time.monotonic() + 10
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(p) for p in pids)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False

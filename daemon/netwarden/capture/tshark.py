@@ -14,11 +14,14 @@ same traffic with a display filter that selects the alerted flows only.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import ipaddress
 import logging
+import os
 import queue
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -183,10 +186,15 @@ class TsharkSource:
             q.put(_END)
 
     def close(self) -> None:
-        """Stop reading; the iterator ends at the next frame or tick."""
+        """Stop reading; the iterator ends at the next frame or tick, tshark is terminated."""
         self._closing.set()
         if not self.live:
             self._cap.close()
+            return
+        # The reader thread owns pyshark's event loop: end its processes by PID instead.
+        for proc in list(getattr(self._cap, "_running_processes", ())):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGTERM)
 
 
 def open_tshark_source(url: str, *, max_frames: int = 1024) -> TsharkSource:
