@@ -6,6 +6,7 @@ import configparser
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,37 @@ def test_example_config_loads() -> None:
     parser = configparser.ConfigParser(strict=False, interpolation=None)
     parser.read_string(UNIT.read_text().replace("~@", "@"))  # parsable as INI at all
     assert parser.has_section("Install")
+
+
+MDWE = """
+import ctypes, sys
+libc = ctypes.CDLL(None, use_errno=True)
+if sys.argv[1] == "on" and libc.prctl(65, 1, 0, 0, 0) != 0:  # PR_SET_MDWE, REFUSE_EXEC_GAIN
+    print("no-mdwe", ctypes.get_errno())
+    raise SystemExit(0)
+try:
+    from numba import njit  # numba checks at import that it can JIT
+
+    print("result", njit(lambda x: 2 * x + 1)(20))
+except OSError as e:
+    print("refused", e)
+"""
+
+
+@pytest.mark.parametrize("mode", ["off", "on"])
+def test_memory_deny_write_execute_would_break_numba(mode: str, tmp_path: Path) -> None:
+    """Why the unit leaves MemoryDenyWriteExecute off: PR_SET_MDWE (Linux >= 6.3) applies the
+    same W^X policy, and numba's JIT then cannot allocate executable memory."""
+    r = subprocess.run(
+        [sys.executable, "-c", MDWE, mode],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    if r.stdout.startswith("no-mdwe"):
+        pytest.skip(f"kernel without PR_SET_MDWE ({r.stdout.strip()})")
+    if mode == "off":
+        assert "result 41" in r.stdout, r.stdout + r.stderr
+    else:
+        assert "refused" in r.stdout and "executable memory" in r.stdout, r.stdout + r.stderr
