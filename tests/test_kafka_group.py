@@ -11,13 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from kafkabroker import Broker, broker, produce  # noqa: F401
-from test_kafka_ship import CAPTURE, partitions_by_flow, read_all, ship
-from test_kafka_source import eth_frames, source
-
 from netwarden.kafka.formats import encode_netwarden, frame_batch_of
 from netwarden.kafka.source import KafkaSource
 from netwarden.metrics import Metrics
 from netwarden.packets import FrameBatch
+from test_kafka_ship import CAPTURE, partitions_by_flow, read_all, ship
+from test_kafka_source import eth_frames, source
 
 pytestmark = pytest.mark.kafka
 

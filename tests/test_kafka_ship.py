@@ -9,14 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from kafkabroker import Broker, broker  # noqa: F401
-from test_kafka_source import collect, source
-
 from netwarden.capture import open_capture
 from netwarden.decode import decode
 from netwarden.kafka.config import KafkaSettings, parse_topic_url
 from netwarden.kafka.partitioning import flow_hash
 from netwarden.kafka.ship import Shipper
 from netwarden.packets import FrameBatch, PacketArray
+from test_kafka_source import collect, source
 
 pytestmark = pytest.mark.kafka
 

@@ -7,14 +7,12 @@ import time
 
 import numpy as np
 import pytest
-
+from kafkabroker import FAST_GROUP, Broker, broker, produce  # noqa: F401
 from netwarden.kafka.config import KafkaSettings, parse_topic_url
 from netwarden.kafka.formats import encode_netwarden, encode_pycapa, frame_batch_of
 from netwarden.kafka.source import KafkaSource
 from netwarden.metrics import Metrics
 from netwarden.packets import FrameBatch
-
-from kafkabroker import FAST_GROUP, Broker, broker, produce  # noqa: F401
 
 pytestmark = pytest.mark.kafka
 

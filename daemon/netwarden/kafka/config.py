@@ -52,6 +52,7 @@ class KafkaSettings:
     # no buffer_memory bound): past it, write() waits up to max_block_ms, then parks alerts
     max_block_ms: int = 1_000  # send() waits at most this long for buffer room, then drops
     retries: int = 5
+    enable_idempotence: bool = False
     delivery_timeout_ms: int = 30_000
     flush_timeout_s: float = 10.0
     retry_buffer: int = 10_000  # failed alerts kept for the next flush before dropping

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 # Where the flow id is looked up in an alert document, first match wins.
 KEY_FIELDS = ("flow.id", "network.community_id", "event.id")
+_LOG_EVERY_S = 10.0
 
 
 class KafkaSinkError(SinkError):
@@ -66,6 +68,8 @@ class KafkaAlertSink:
         self._producer: KafkaProducer | None = None
         self._retry: deque[tuple[bytes | None, bytes]] = deque()
         self._unacked = 0
+        self._failures = 0  # sends that failed since the last flush
+        self._last_log = 0.0
         self._lock = threading.Lock()  # ack callbacks run on kafka-python's I/O thread
 
     def write(self, docs: Sequence[Document]) -> None:
@@ -79,6 +83,12 @@ class KafkaAlertSink:
         with self._lock:
             again = list(self._retry)
             self._retry.clear()
+            failed, self._failures = self._failures, 0
+        if failed and self._producer is not None:
+            # A producer can be left in a fatal state (e.g. its producer id unknown to a
+            # restarted broker); a fresh one costs little next to a stuck alert stream.
+            self._producer.close(timeout=0)
+            self._producer = None
         for key, value in again:
             self._send(key, value)
         if self._producer is not None:
@@ -116,8 +126,9 @@ class KafkaAlertSink:
         try:
             fut = producer.send(self.url.topic, key=key, value=value)
         except KafkaError as e:  # buffer full for max_block_ms, or metadata unavailable
-            self.metrics.kafka_produce_errors.inc()
-            log.warning("kafka sink: send to %s failed: %s", self.url.topic, e)
+            with self._lock:
+                self._failures += 1
+            self._error("send to %s failed: %s", e)
             self._keep(key, value)
             return
         with self._lock:
@@ -133,9 +144,18 @@ class KafkaAlertSink:
     def _failed(self, key: bytes | None, value: bytes, exc: BaseException) -> None:
         with self._lock:
             self._unacked -= 1
-        self.metrics.kafka_produce_errors.inc()
-        log.warning("kafka sink: alert to %s failed after retries: %s", self.url.topic, exc)
+            self._failures += 1
+        self._error("alert to %s failed after retries: %s", exc)
         self._keep(key, value)
+
+    def _error(self, what: str, exc: BaseException) -> None:
+        """Count a produce error; log one line per ``_LOG_EVERY_S`` at most."""
+        self.metrics.kafka_produce_errors.inc()
+        now = time.monotonic()
+        if now - self._last_log >= _LOG_EVERY_S:
+            self._last_log = now
+            log.warning("kafka sink: " + what + " (sampled: one line per %.0f s; see "
+                        "kafka_produce_errors_total)", self.url.topic, exc, _LOG_EVERY_S)
 
     def _keep(self, key: bytes | None, value: bytes) -> None:
         with self._lock:
@@ -153,6 +173,9 @@ class KafkaAlertSink:
         try:
             self._producer = KafkaProducer(
                 bootstrap_servers=list(self.url.brokers), acks=_acks(s.acks),
+                # alerts carry deterministic ids, so a retried duplicate is recognisable;
+                # the idempotent producer's state does not survive a broker that forgot it
+                enable_idempotence=s.enable_idempotence,
                 linger_ms=s.linger_ms, retries=s.retries,
                 max_in_flight_requests_per_connection=s.max_in_flight_requests_per_connection,
                 max_block_ms=s.max_block_ms, delivery_timeout_ms=s.delivery_timeout_ms,
