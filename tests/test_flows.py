@@ -225,3 +225,30 @@ def test_total_tcp_flow_time_spans_an_active_cut() -> None:
     udp = PacketBuilder().add(0, A, B, 1, 2, proto=17).add(5, A, B, 1, 2, proto=17)
     t.update(udp.build())
     assert feat(t.flush(), "Total TCP Flow Time")[0] == 0
+
+
+def test_expire_cuts_an_old_flow_as_active() -> None:
+    b = PacketBuilder().add(0, A, B, 1, 2, proto=17).add(4 * S, A, B, 1, 2, proto=17)
+    b.add(8 * S, A, B, 1, 2, proto=17)
+    t = FlowTable(FlowParams(idle_timeout_s=5.0, active_timeout_s=10.0))
+    assert len(t.update(b.build())) == 0
+    out = t.expire(11 * S * 1000)
+    assert out.meta["end_reason"].tolist() == [EndReason.ACTIVE]
+
+
+def test_icmp_type_and_code_of_first_packet() -> None:
+    b = PacketBuilder().add(0, A, B, proto=1, icmp_type=8, icmp_code=0, payload=56)
+    b.add(10, B, A, proto=1, icmp_type=0, icmp_code=0, payload=56)
+    t = FlowTable(FlowParams())
+    t.update(b.build())
+    out = t.flush()
+    assert (out.meta["icmp_type"][0], out.meta["icmp_code"][0]) == (8, 0)
+    assert (feat(out, "ICMP Type")[0], feat(out, "ICMP Code")[0]) == (8, 0)
+    assert out.meta["fwd_packets"][0] == 1 and out.meta["bwd_packets"][0] == 1
+    udp = t.update(PacketBuilder().add(20, A, B, 5, 6, proto=17).build())
+    assert len(udp) == 0 and feat(t.flush(), "ICMP Type")[0] == -1
+
+
+def test_wrong_dtype_is_refused() -> None:
+    with pytest.raises(TypeError, match="PACKET_DTYPE"):
+        FlowTable(FlowParams()).update(np.zeros(3, dtype=np.int64))  # type: ignore[arg-type]
