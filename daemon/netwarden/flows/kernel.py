@@ -8,6 +8,10 @@ Per-slot arrays: ``keys`` (uint64 addresses + key hash, :mod:`.hashtab`), ``ti``
 table bookkeeping, columns ``T_*``), ``ci``/``cf`` (feature state, see
 :mod:`netwarden.features.cic_state`).
 Scalars shared across calls live in ``ctrl`` (``C_*``); parameters in ``prm`` (``P_*``).
+
+Compiled with ``error_model="numpy"`` and the per-packet helpers inlined: every division is
+guarded explicitly, and Python's zero-division checks made the per-packet path about twice
+as slow (measured: 5k flows 1.3M -> 3.4M packets/s).
 """
 
 from __future__ import annotations
@@ -23,7 +27,6 @@ from ..features.cic_state import BWD_N, CONN_START, FIRST_TS, FWD_N, LAST_TS
 from .hashtab import K_DST_HI, K_DST_LO, K_HASH, K_SRC_HI, K_SRC_LO, find, insert, key_hash, remove
 
 Num = Any  # a Python or numpy scalar; numba types it at compile time
-Rec = Any  # one PACKET_DTYPE record inside a numba kernel
 
 # ti columns (0..3 are read by hashtab.find: sport, dport, proto, vlan)
 T_SPORT, T_DPORT, T_PROTO, T_VLAN, T_IPVER, T_STATE, T_REASON, T_CLOSE = 0, 1, 2, 3, 4, 5, 6, 7
