@@ -253,14 +253,16 @@ def test_netwarden_run_detects_a_scan_on_a_veth(pair: Pair, tmp_path: Path) -> N
     env.pop("WATCHDOG_PID", None)
     srv = _http_server(pair, tmp_path)
     log = (tmp_path / "netwarden.log").open("w")
+    # As the unit runs it: only CAP_NET_RAW and CAP_NET_ADMIN, no way to gain more.
     nw = pair.popen(
         pair.ns_b,
+        *_only_caps("+net_raw,+net_admin"),
         str(NETWARDEN),
         "run",
         "--config",
         str(cfg),
         "--source",
-        f"iface://{pair.if_b}",
+        f"iface://{pair.if_b}?promisc=1",
         "--alerts",
         f"file://{alerts}",
         "--model",
