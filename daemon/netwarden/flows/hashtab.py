@@ -49,12 +49,17 @@ def key_hash(
     dport: Num,
     proto: Num,
     vlan: Num,
+    seed: np.uint64,
 ) -> np.uint64:
-    """Hash of a flow key, equal for both directions (endpoint hashes are added)."""
-    a = _mix(src_lo ^ _mix(src_hi + np.uint64(sport)))
-    b = _mix(dst_lo ^ _mix(dst_hi + np.uint64(dport)))
+    """Hash of a flow key, equal for both directions (endpoint hashes are added).
+
+    ``seed`` is secret per table, so spoofed traffic cannot aim many keys at one probe
+    cluster (the finaliser is invertible: without a seed, collisions can be computed).
+    """
+    a = _mix(src_lo ^ _mix(src_hi + np.uint64(sport) + seed))
+    b = _mix(dst_lo ^ _mix(dst_hi + np.uint64(dport) + seed))
     tag = (np.uint64(proto) << _S16) | np.uint64(vlan) | (np.uint64(1) << _S32)
-    return _mix((a + b) ^ tag)
+    return _mix((a + b) ^ tag ^ seed)
 
 
 @nb.njit(cache=True, inline="always", error_model="numpy")

@@ -38,8 +38,8 @@ S_FREE, S_OPEN, S_CLOSING, S_DONE = 0, 1, 2, 3
 C_ACTIVE, C_HEAD, C_TAIL, C_FREE_TOP, C_NEXT_SWEEP, C_OUT_N = 0, 1, 2, 3, 4, 5
 N_CTRL = 6
 # prm entries
-P_IDLE, P_ACTIVE, P_ACTIVITY, P_GRACE, P_MAX, P_SWEEP = 0, 1, 2, 3, 4, 5
-N_PRM = 6
+P_IDLE, P_ACTIVE, P_ACTIVITY, P_GRACE, P_MAX, P_SWEEP, P_SEED = 0, 1, 2, 3, 4, 5, 6
+N_PRM = 7
 # end reasons (EndReason values) and loop status
 R_FIN, R_RST, R_IDLE, R_ACTIVE, R_EVICTED = 0, 1, 2, 3, 4
 ST_DONE, ST_NEED_OUT, ST_NEED_GROW = 0, 1, 2
@@ -187,7 +187,17 @@ def _account(p, s, fwd, ti) -> None:  # type: ignore[no-untyped-def]
 @nb.njit(cache=True, inline="always", error_model="numpy")
 def _packet(p, ts, keys, ti, ci, cf, index, free, ctrl, prm, out_meta, out_feat):  # type: ignore[no-untyped-def]
     """Route one packet to its flow, cutting/ending flows as needed; ST_NEED_GROW if full."""
-    h = key_hash(p.src_hi, p.src_lo, p.dst_hi, p.dst_lo, p.sport, p.dport, p.proto, p.vlan)
+    h = key_hash(
+        p.src_hi,
+        p.src_lo,
+        p.dst_hi,
+        p.dst_lo,
+        p.sport,
+        p.dport,
+        p.proto,
+        p.vlan,
+        np.uint64(prm[P_SEED]),
+    )
     s, fwd = find(index, keys, ti, p, h)
     conn_start = ts
     if s >= 0:

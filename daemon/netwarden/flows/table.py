@@ -10,6 +10,7 @@ by reason.  Time is the packet clock (``ts_ns``): a replay gives identical flows
 from __future__ import annotations
 
 import logging
+import secrets
 
 import numba as nb
 import numpy as np
@@ -48,9 +49,17 @@ class FlowTable:
     Args:
         params: timeouts and bound of the table.
         schema: the feature schema (only ``cicflowmeter-v1``).
+        hash_seed: seed of the key hash (default: random per table). It only places keys in
+            the index; the flows, their features and their order do not depend on it.
     """
 
-    def __init__(self, params: FlowParams, *, schema: FeatureSchema = CIC_SCHEMA) -> None:
+    def __init__(
+        self,
+        params: FlowParams,
+        *,
+        schema: FeatureSchema = CIC_SCHEMA,
+        hash_seed: int | None = None,
+    ) -> None:
         _validate(params, schema)
         self.params = params
         self.schema = schema
@@ -62,6 +71,7 @@ class FlowTable:
                 int(params.tcp_close_grace_s * _NS),
                 params.max_flows,
                 SWEEP_INTERVAL_NS,
+                secrets.randbits(63) if hash_seed is None else hash_seed & (2**63 - 1),
             ],
             dtype=np.int64,
         )
