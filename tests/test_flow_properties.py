@@ -64,7 +64,7 @@ def test_key_symmetry_one_flow_per_conversation(rows) -> None:  # type: ignore[n
     """Without ends (no FIN/RST, no timeouts) each conversation is one flow, either way round."""
     rows = [(g % 1000, s, d, sp, dp, pr, 0x10, pl) for g, s, d, sp, dp, pr, _, pl in rows]
     pk = build(rows)
-    ended, _ = run(pk, FlowParams())
+    ended, _ = run(pk, FlowParams(tcp_close_grace_s=0.0))
     meta = ended[-1].meta
     convs = {(frozenset([(s, sp), (d, dp)]), pr) for _, s, d, sp, dp, pr, _, _ in rows}
     assert len(meta) == len(convs)

@@ -29,7 +29,7 @@ def test_both_directions_are_one_flow_forward_is_first_sender() -> None:
     b = PacketBuilder()
     b.add(0, B, A, 80, 1000, payload=5).add(10, A, B, 1000, 80, payload=7)
     b.add(20, B, A, 80, 1000, payload=9)
-    t = FlowTable(FlowParams())
+    t = FlowTable(FlowParams(tcp_close_grace_s=0.0, active_timeout_s=1800.0))
     assert len(t.update(b.build())) == 0 and t.active == 1
     out = t.flush()
     m = out.meta[0]
@@ -42,7 +42,7 @@ def test_both_directions_are_one_flow_forward_is_first_sender() -> None:
 def test_vlan_and_proto_separate_flows() -> None:
     b = PacketBuilder()
     b.add(0, A, B, 1, 2).add(1, A, B, 1, 2, vlan=7).add(2, A, B, 1, 2, proto=17)
-    t = FlowTable(FlowParams())
+    t = FlowTable(FlowParams(tcp_close_grace_s=0.0, active_timeout_s=1800.0))
     t.update(b.build())
     assert t.active == 3
 
@@ -50,7 +50,7 @@ def test_vlan_and_proto_separate_flows() -> None:
 def test_fin_both_sides_then_last_ack_ends_flow() -> None:
     b = handshake(PacketBuilder())
     b.add(30, A, B, 1000, 80, flags=FIN | ACK).add(40, B, A, 80, 1000, flags=FIN | ACK)
-    t = FlowTable(FlowParams())
+    t = FlowTable(FlowParams(tcp_close_grace_s=0.0, active_timeout_s=1800.0))
     assert len(t.update(b.build())) == 0  # waiting for the last ACK
     out = t.update(PacketBuilder().add(50, A, B, 1000, 80, flags=ACK).build())
     assert len(out) == 1 and out.meta["end_reason"][0] == EndReason.FIN
@@ -61,14 +61,14 @@ def test_fin_both_sides_then_last_ack_ends_flow() -> None:
 def test_fin_one_side_only_stays_open() -> None:
     b = handshake(PacketBuilder()).add(30, A, B, 1000, 80, flags=FIN | ACK)
     b.add(40, B, A, 80, 1000, flags=ACK).add(50, B, A, 80, 1000, flags=ACK | PSH, payload=3)
-    t = FlowTable(FlowParams())
+    t = FlowTable(FlowParams(tcp_close_grace_s=0.0, active_timeout_s=1800.0))
     assert len(t.update(b.build())) == 0 and t.active == 1
 
 
 def test_rst_ends_flow_and_next_packet_starts_new_flow() -> None:
     b = handshake(PacketBuilder()).add(30, B, A, 80, 1000, flags=RST)
     b.add(40, A, B, 1000, 80, flags=SYN)
-    t = FlowTable(FlowParams())
+    t = FlowTable(FlowParams(tcp_close_grace_s=0.0, active_timeout_s=1800.0))
     out = t.update(b.build())
     assert out.meta["end_reason"].tolist() == [EndReason.RST]
     assert feat(out, "Bwd RST Flags")[0] == 1 and t.active == 1
@@ -160,7 +160,7 @@ def test_partitions_watermark_and_revocation() -> None:
     b = PacketBuilder()
     b.add(0, A, B, 1, 2, proto=17, part=0, seq=10).add(1, A, C, 1, 2, proto=17, part=1, seq=3)
     b.add(2, A, B, 5, 2, proto=17, part=0, seq=11).add(3, B, A, 2, 1, proto=17, part=1, seq=4)
-    t = FlowTable(FlowParams())
+    t = FlowTable(FlowParams(tcp_close_grace_s=0.0, active_timeout_s=1800.0))
     t.update(b.build())
     assert t.min_open_seq(0) == 10 and t.min_open_seq(1) == 3 and t.min_open_seq(7) is None
     out = t.flush_partition(0)
@@ -173,7 +173,7 @@ def test_later_fragments_go_to_the_port_zero_flow() -> None:
     b = PacketBuilder().add(0, A, B, 53, 53, proto=17, payload=1400)
     b.add(1, A, B, proto=17, frag=FRAG_LATER, payload=600, l4_hdr=0)
     b.add(2, A, B, proto=17, frag=FRAG_LATER, payload=600, l4_hdr=0)
-    t = FlowTable(FlowParams())
+    t = FlowTable(FlowParams(tcp_close_grace_s=0.0, active_timeout_s=1800.0))
     t.update(b.build())
     out = t.flush()
     by_port = {int(m["sport"]): int(m["fwd_packets"]) for m in out.meta}
@@ -239,7 +239,7 @@ def test_expire_cuts_an_old_flow_as_active() -> None:
 def test_icmp_type_and_code_of_first_packet() -> None:
     b = PacketBuilder().add(0, A, B, proto=1, icmp_type=8, icmp_code=0, payload=56)
     b.add(10, B, A, proto=1, icmp_type=0, icmp_code=0, payload=56)
-    t = FlowTable(FlowParams())
+    t = FlowTable(FlowParams(tcp_close_grace_s=0.0, active_timeout_s=1800.0))
     t.update(b.build())
     out = t.flush()
     assert (out.meta["icmp_type"][0], out.meta["icmp_code"][0]) == (8, 0)
