@@ -266,6 +266,7 @@ def test_reload_swaps_the_model_or_keeps_the_old_one(pcap: tuple[Path, int], mod
         raise app_build.ModelError("manifest.json: broken")  # type: ignore[attr-defined]
 
     pipe.s.reloader = broken
+    (tmp_path / "alerts.jsonl").rename(tmp_path / "alerts.1")  # logrotate moved the file away
     assert not pipe.reload()
     assert pipe.s.model is old
     assert _sample(m, "netwarden_reloads_total", result="error") == 1
@@ -276,6 +277,8 @@ def test_reload_swaps_the_model_or_keeps_the_old_one(pcap: tuple[Path, int], mod
         pipe.run()  # the loop performs the requested reload before the first batch
     assert pipe.s.model.manifest.version == "0.0.2"
     assert _sample(m, "netwarden_reloads_total", result="ok") == 1
+    assert (tmp_path / "alerts.1").read_text() == ""
+    assert len(_lines(tmp_path / "alerts.jsonl")) == pipe.summary.alerts > 0  # reopened
 
 
 def test_source_registry(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from modelutil import write_model_dir
+from netwarden import cli
 from netwarden.demo_traffic import SMALL, write_demo_pcap
 
 REPO = Path(__file__).resolve().parent.parent
@@ -130,12 +131,23 @@ def test_check_config_and_model_info(model: Path) -> None:
     assert doc["name"] == "tiny-linear" and doc["threshold_in_force"]["value"] == 0.5
 
 
-@pytest.mark.skipif(importlib.util.find_spec("netwarden_train.cli") is not None,
-                    reason="the training CLI is installed: no stub to test")
-def test_missing_optional_command_explains_itself() -> None:
-    r = nw("train")
-    assert r.returncode == 2
-    assert "netwarden train is not available" in r.stderr and "Traceback" not in r.stderr
+def test_missing_optional_command_explains_itself(monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(cli, "OPTIONAL_COMMANDS", {
+        "netwarden_nosuch.cli": (("frob",), "install the frob extras")})
+    assert "frob" in cli.build_parser().format_help()
+    assert cli.main(["frob", "--anything"]) == 2
+    err = capsys.readouterr().err
+    assert "netwarden frob is not available: install the frob extras" in err
+    assert "Traceback" not in err
+
+
+def test_optional_commands_are_added_when_they_import() -> None:
+    if importlib.util.find_spec("netwarden_train") is None:
+        pytest.skip("netwarden_train is not installed")
+    help_text = cli.build_parser().format_help()
+    for name in ("train", "evaluate", "calibrate"):
+        assert name in help_text
 
 
 def _free_port() -> int:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
@@ -26,10 +25,13 @@ from typing import Any
 import numpy as np
 
 from .app_pace import Pacer, frame_seq_marks
+from .app_summary import Summary, alert_label, flow_label_index
 from .flows.params import EndedFlows, EndReason
 from .metrics import Metrics
 from .packets import FrameBatch
 from .stages import Document, Sink, Source
+
+__all__ = ["Clock", "Hooks", "Pipeline", "Stages", "Summary", "alert_label", "flow_label_index"]
 
 log = logging.getLogger(__name__)
 
@@ -64,35 +66,6 @@ class Hooks:
     on_scored: list[Callable[[EndedFlows, Any, list[Document]], None]] = field(
         default_factory=list)
     on_commit: list[Callable[[dict[int, int]], None]] = field(default_factory=list)
-
-
-@dataclass
-class Summary:
-    """What a run did (the replay summary; also returned by :meth:`Pipeline.run`)."""
-
-    packets: int = 0
-    bytes: int = 0
-    flows: int = 0
-    flows_by_reason: Counter[str] = field(default_factory=Counter)
-    flows_by_label: Counter[str] = field(default_factory=Counter)
-    alerts_by_label: Counter[str] = field(default_factory=Counter)
-    skipped: Counter[str] = field(default_factory=Counter)
-    errors: Counter[str] = field(default_factory=Counter)
-    elapsed_s: float = 0.0
-    files: dict[str, int] = field(default_factory=dict)  # frames per input file (file sources)
-
-    @property
-    def alerts(self) -> int:
-        return sum(self.alerts_by_label.values())
-
-    def to_dict(self) -> dict[str, Any]:
-        rate = self.packets / self.elapsed_s if self.elapsed_s > 0 else 0.0
-        return {"packets": self.packets, "bytes": self.bytes, "flows": self.flows,
-                "alerts": self.alerts, "flows_by_reason": dict(self.flows_by_reason),
-                "flows_by_label": dict(self.flows_by_label),
-                "alerts_by_label": dict(self.alerts_by_label), "skipped": dict(self.skipped),
-                "errors": dict(self.errors), "elapsed_s": round(self.elapsed_s, 3),
-                "packets_per_s": round(rate, 1), "files": dict(self.files)}
 
 
 @dataclass(frozen=True)
@@ -329,8 +302,13 @@ class Pipeline:
     # --- reload ------------------------------------------------------------------------------
 
     def reload(self) -> bool:
-        """Load the model again and swap it in; on failure keep the running one."""
+        """SIGHUP: reopen file sinks (logrotate), load the model again and swap it in; when
+        the new model fails to load, keep the running one."""
         self._reload_requested = False
+        for sink in self._all_sinks():
+            reopen = getattr(sink, "reopen", None)
+            if reopen is not None:
+                self._guard("sink", reopen)
         if self.s.reloader is None:
             log.warning("reload requested but this pipeline has no model loader")
             self.m.reloads.labels(result="error").inc()
@@ -376,25 +354,3 @@ class Pipeline:
 
 
 _FAILED: Any = object()  # what :meth:`Pipeline._guard` returns when the step raised
-
-
-def flow_label_index(benign_index: int, scores: Any, threshold: float) -> Any:
-    """Per flow, the class index it is counted under: the top attack class when the attack
-    score reaches ``threshold`` (the flow alerts, unless allowlisted), else the benign class."""
-    attack = np.asarray(scores.attack_score) >= threshold
-    return np.where(attack, scores.attack_idx, benign_index)
-
-
-def alert_label(doc: Document) -> str:
-    """The label of an alert document (``netwarden.label``, else ``rule.name``).
-
-    >>> alert_label({"netwarden": {"label": "PortScan"}})
-    'PortScan'
-    """
-    nw = doc.get("netwarden")
-    if isinstance(nw, dict) and isinstance(nw.get("label"), str):
-        return str(nw["label"])
-    rule = doc.get("rule")
-    if isinstance(rule, dict) and isinstance(rule.get("name"), str):
-        return str(rule["name"])
-    return "unknown"

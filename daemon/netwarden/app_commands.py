@@ -16,9 +16,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .app import Hooks, Summary
+from .app import Hooks
 from .app_build import build_pipeline
 from .app_sources import PcapSource, capture_paths
+from .app_summary import Summary
 from .config import Config, ConfigError, load_config
 from .exitcodes import OK
 from .logsetup import setup_logging

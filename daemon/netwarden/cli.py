@@ -83,7 +83,7 @@ def add_parser_demo(sub: Any) -> None:
     p.add_argument("--alerts-out", metavar="PATH", help="write every alert as JSON lines here")
     p.add_argument("--max-alerts", type=int, default=15, metavar="N",
                    help="alerts to print (default 15)")
-    p.set_defaults(func=_lazy("netwarden.demo", "cmd_demo"))
+    p.set_defaults(func=_lazy("netwarden.demo", "cmd_demo"), quiet_default=True)
 
 
 BUILTIN_COMMANDS: tuple[Callable[[Any], None], ...] = (
@@ -125,8 +125,7 @@ def _add_stubs(sub: Any, names: Sequence[str], hint: str) -> None:
         if name in sub.choices:
             continue
         p = sub.add_parser(name, help=f"(not available: {hint.split(' (')[0]})", add_help=False)
-        p.add_argument("rest", nargs=argparse.REMAINDER)
-        p.set_defaults(func=unavailable)
+        p.set_defaults(func=unavailable, accepts_extra=True)  # whatever follows: same hint
 
 
 class _Subcommands(argparse._SubParsersAction):  # type: ignore[type-arg]
@@ -164,8 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``netwarden`` console script; returns the exit code."""
-    args = build_parser().parse_args(argv)
-    setup_logging(getattr(args, "log_level", "info"), getattr(args, "log_format", "text"))
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "accepts_extra", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    default_level = "warning" if getattr(args, "quiet_default", False) else "info"
+    setup_logging(getattr(args, "log_level", default_level), getattr(args, "log_format", "text"))
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

@@ -9,7 +9,6 @@ and source/sink URLs are parsed and their scheme checked here.  Interior code tr
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import ipaddress
 import logging
 import tomllib
@@ -18,111 +17,28 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
-from .exitcodes import BAD_CONFIG, UserError
+from .config_urls import (
+    ConfigError,
+    Url,
+    allow_url_scheme,
+    did_you_mean,
+    parse_sink_url,
+    parse_source_url,
+    show_value,
+)
 from .flows.params import FlowParams
 from .logsetup import FORMATS, LEVELS
 
+__all__ = [
+    "AlertsConfig", "BatchingConfig", "Config", "ConfigError", "FlowsConfig", "LoggingConfig",
+    "MetricsConfig", "ModelConfig", "SourceConfig", "Url", "allow_url_scheme",
+    "config_from_dict", "load_config", "parse_sink_url", "parse_source_url",
+]
+
 log = logging.getLogger(__name__)
 
-# Schemes known at config time; plug-ins add theirs with :func:`allow_url_scheme`.
-_SOURCE_SCHEMES = {"pcap", "iface", "tshark", "kafka"}
-_SINK_SCHEMES = {"stdout", "file", "kafka"}
 PROVIDERS = ("auto", "cpu", "cuda")
-
-
-class ConfigError(UserError):
-    """The config (or a flag that overrides it) is invalid; the message names key and rule."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, BAD_CONFIG)
-
-
-@dataclass(frozen=True, slots=True)
-class Url:
-    """A parsed source or sink URL.  ``path`` is a file path for pcap/file URLs, the topic
-    for kafka (no leading slash); ``host`` is the interface for iface/tshark, the broker
-    list for kafka."""
-
-    raw: str
-    scheme: str
-    host: str = ""
-    path: str = ""
-    params: Mapping[str, str] = field(default_factory=dict)
-
-
-def allow_url_scheme(kind: str, scheme: str) -> None:
-    """Accept ``scheme`` in ``kind`` ("source" or "sink") URLs from now on."""
-    (_SOURCE_SCHEMES if kind == "source" else _SINK_SCHEMES).add(scheme)
-
-
-def parse_source_url(raw: str, *, key: str = "source.url") -> Url:
-    """Parse a source URL; a plain path is a pcap file.
-
-    >>> parse_source_url("kafka://b1:9092/frames?group=nw").params["group"]
-    'nw'
-    >>> parse_source_url("/tmp/x.pcap").scheme
-    'pcap'
-    """
-    return _parse_url(raw, key=key, schemes=_SOURCE_SCHEMES, plain="pcap")
-
-
-def parse_sink_url(raw: str, *, key: str = "alerts.sinks") -> Url:
-    """Parse a sink URL: ``-`` is stdout, a plain path is a file.
-
-    >>> parse_sink_url("-").scheme
-    'stdout'
-    >>> parse_sink_url("file:///var/log/a.json").path
-    '/var/log/a.json'
-    """
-    if raw == "-":
-        return Url(raw, "stdout")
-    return _parse_url(raw, key=key, schemes=_SINK_SCHEMES, plain="file")
-
-
-def _parse_url(raw: str, *, key: str, schemes: set[str], plain: str) -> Url:
-    if not isinstance(raw, str) or not raw.strip():
-        raise ConfigError(f"{key}: must be a non-empty URL or path, got {_show(raw)}")
-    if "://" not in raw:
-        return Url(raw, plain, path=raw)
-    parts = urlsplit(raw)
-    scheme = parts.scheme.lower()
-    if scheme not in schemes:
-        known = ", ".join(sorted(schemes))
-        raise ConfigError(
-            f"{key}: unknown URL scheme {scheme!r} (expected one of {known}, or a plain path)"
-            f"{_did_you_mean(scheme, schemes)}, got {_show(raw)}"
-        )
-    params = dict(parse_qsl(parts.query, keep_blank_values=True))
-    if scheme in ("pcap", "file"):
-        path = parts.netloc + parts.path  # pcap://rel/a.pcap is the relative path rel/a.pcap
-        if not path:
-            raise ConfigError(f"{key}: a {scheme} URL needs a path, got {_show(raw)}")
-        return Url(raw, scheme, "", path, params)
-    if scheme == "kafka":
-        return Url(raw, scheme, parts.netloc, _kafka_topic(raw, parts.netloc, parts.path, key),
-                   params)
-    if not parts.netloc and not parts.path:
-        raise ConfigError(f"{key}: needs an interface, like {scheme}://eth0, got {_show(raw)}")
-    return Url(raw, scheme, parts.netloc, parts.path, params)
-
-
-def _kafka_topic(raw: str, brokers: str, path: str, key: str) -> str:
-    example = "like kafka://host:9092/topic"
-    if not brokers:
-        raise ConfigError(f"{key}: needs a broker, {example}, got {_show(raw)}")
-    for broker in brokers.split(","):
-        host, _, port = broker.rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ConfigError(
-                f"{key}: each broker must be host:port with a port in 1..65535, {example}, "
-                f"got {_show(raw)}"
-            )
-    topic = path.lstrip("/")
-    if not topic or "/" in topic:
-        raise ConfigError(f"{key}: needs one topic, {example}, got {_show(raw)}")
-    return topic
 
 
 # ---------------------------------------------------------------------------------------------
@@ -298,7 +214,7 @@ def _check_cidr(key: str, v: Any) -> None:
     try:
         ipaddress.ip_network(v, strict=False)
     except (ValueError, TypeError):
-        raise ConfigError(f"{key}: must be a CIDR like 10.0.0.0/8, got {_show(v)}") from None
+        raise ConfigError(f"{key}: must be a CIDR like 10.0.0.0/8, got {show_value(v)}") from None
 
 
 def _check_sink(key: str, v: Any) -> None:
@@ -384,9 +300,9 @@ def config_from_dict(data: Mapping[str, Any], *, base_dir: Path | None = None,
     sections: dict[str, Any] = {}
     for name, table in data.items():
         if name not in known:
-            raise ConfigError(f"{name}: unknown section{_did_you_mean(name, known)}")
+            raise ConfigError(f"{name}: unknown section{did_you_mean(name, known)}")
         if not isinstance(table, dict):
-            raise ConfigError(f"{name}: must be a table ([{name}]), got {_show(table)}")
+            raise ConfigError(f"{name}: must be a table ([{name}]), got {show_value(table)}")
         if name in _PASS_THROUGH:
             sections[name] = _frozen(table)
         else:
@@ -400,7 +316,7 @@ def _section(name: str, table: Mapping[str, Any], base_dir: Path | None) -> Any:
     for key, raw in table.items():
         full = f"{name}.{key}"
         if key not in keys:
-            raise ConfigError(f"{full}: unknown key{_did_you_mean(key, list(keys))}")
+            raise ConfigError(f"{full}: unknown key{did_you_mean(key, list(keys))}")
         values[key] = _value(full, keys[key], raw, base_dir)
     return cls(**values)
 
@@ -423,7 +339,7 @@ def _value(full: str, spec: _Key, raw: Any, base_dir: Path | None) -> Any:
         value = _absolute_url(value, base_dir, source=full == "source.url")
     broken = spec.rule(value) if spec.rule is not None else None
     if broken:
-        raise ConfigError(f"{full}: {broken}, got {_show(raw)}")
+        raise ConfigError(f"{full}: {broken}, got {show_value(raw)}")
     return value
 
 
@@ -449,18 +365,4 @@ def _typed(full: str, kind: str, raw: Any) -> Any:
         return raw
     what = {"number": "a number", "int": "an integer", "str": "a string", "path": "a string",
             "list": "a list of strings"}[kind]
-    raise ConfigError(f"{full}: must be {what}, got {_show(raw)}")
-
-
-def _did_you_mean(word: str, choices: Any) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _show(v: Any) -> str:
-    """A value as the user wrote it in TOML (bools lower case, strings quoted)."""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, dict):
-        return "a table"
-    return repr(v)
+    raise ConfigError(f"{full}: must be {what}, got {show_value(raw)}")

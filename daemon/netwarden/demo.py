@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from .alerts_ecs import format_addr
-from .app import Hooks, Summary, flow_label_index
+from .app import Hooks
 from .app_build import build_pipeline, resolve_model_dir
 from .app_sources import PcapSource
+from .app_summary import Summary, flow_label_index
 from .config import Config
 from .demo_traffic import family_of, iter_families, write_demo_pcap
 from .exitcodes import OK
