@@ -273,9 +273,9 @@ class Pipeline:
         self._last_commit = self.clock.monotonic()
         self._release(self.s.batcher.drain())
         ok = all(self._guard("sink", sink.flush) is not _FAILED for sink in self._all_sinks())
-        if not ok or not self._next_seq:
+        marks = self.watermarks() if ok else {}
+        if not marks:
             return
-        marks = self.watermarks()
         commit = getattr(self.s.source, "commit", None)
         if commit is not None:
             self._guard("commit", commit, marks)
@@ -284,7 +284,14 @@ class Pipeline:
 
     def watermarks(self) -> dict[int, int]:
         """Per partition, the lowest frame sequence number still needed by an open flow (or
-        one past the last frame read when no open flow holds frames of the partition)."""
+        one past the last frame read when no open flow holds frames of the partition).
+
+        A source with ``low_watermarks(min_open_seq)`` (Kafka: it also knows the offsets of
+        messages that gave no frames) computes them itself.
+        """
+        own = getattr(self.s.source, "low_watermarks", None)
+        if own is not None:
+            return dict(own(self.s.table.min_open_seq))
         marks: dict[int, int] = {}
         for part, nxt in self._next_seq.items():
             low = self.s.table.min_open_seq(part)
