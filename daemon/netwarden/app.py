@@ -26,6 +26,7 @@ import numpy as np
 
 from .app_pace import Pacer, frame_seq_marks
 from .app_summary import Summary, alert_label, flow_label_index
+from .exitcodes import user_error_code
 from .flows.params import EndedFlows, EndReason
 from .metrics import Metrics
 from .packets import FrameBatch
@@ -345,8 +346,8 @@ class Pipeline:
         except Exception as e:  # a stage failure must not stop the loop; counted and logged
             self.m.errors.labels(stage=stage).inc()
             self.summary.errors[stage] += 1
-            if stage not in self._logged_errors:  # first time: with traceback
-                self._logged_errors.add(stage)
+            if stage not in self._logged_errors and user_error_code(e) is None:
+                self._logged_errors.add(stage)  # a bug, first time: with the traceback
                 log.exception("error in stage %s", stage)
             else:
                 log.error("error in stage %s: %s", stage, e)

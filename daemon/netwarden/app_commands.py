@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -49,6 +50,9 @@ def replay_config(args: argparse.Namespace) -> Config:
 def cmd_replay(args: argparse.Namespace) -> int:
     """``netwarden replay PCAP...``: alerts as JSON lines, summary on stderr."""
     cfg = replay_config(args)
+    if "-" in cfg.alerts.sinks or cfg.alerts.flow_log == "-":
+        # `netwarden replay x.pcap | head`: end quietly when the reader leaves, like cat does
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     metrics = Metrics()
     paths = [p for pattern in args.pcaps for p in capture_paths(pattern)]
     source = PcapSource(paths, metrics=metrics)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from . import __version__
-from .exitcodes import BAD_CONFIG, BAD_INPUT, INTERNAL, INTERRUPTED, MODEL_ERROR, OK, UserError
+from .exitcodes import INTERNAL, INTERRUPTED, OK, user_error_code
 from .logsetup import FORMATS, LEVELS, setup_logging
 
 log = logging.getLogger("netwarden")
@@ -184,23 +184,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             return INTERNAL
         log.error("%s", _one_line(e))
         return code
-
-
-def user_error_code(e: BaseException) -> int | None:
-    """The exit code of a user error, None for anything else (a bug)."""
-    if isinstance(e, UserError):
-        return e.exit_code
-    name = type(e).__name__
-    module = type(e).__module__
-    if name == "CaptureError" and module.startswith("netwarden.capture"):
-        return BAD_INPUT
-    if name == "ModelError" and module.startswith("netwarden.scoring"):
-        return MODEL_ERROR
-    if name == "SinkError" and module.startswith("netwarden.sinks"):
-        return BAD_CONFIG
-    if isinstance(e, OSError) and e.filename is not None:  # e.g. an unwritable --alerts-out
-        return BAD_CONFIG
-    return None
 
 
 def _one_line(e: BaseException) -> str:

@@ -26,3 +26,30 @@ class UserError(Exception):
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+# Exception classes of the stages that mean "the user's input is unusable", by module prefix
+# and name (matched by name so this module imports nothing).
+_USER_ERRORS = {
+    ("netwarden.capture", "CaptureError"): BAD_INPUT,
+    ("netwarden.capture", "LiveCaptureError"): BAD_INPUT,
+    ("netwarden.scoring", "ModelError"): MODEL_ERROR,
+    ("netwarden.sinks", "SinkError"): BAD_CONFIG,
+}
+
+
+def user_error_code(e: BaseException) -> int | None:
+    """The exit code of a user error, None for anything else (a bug).
+
+    >>> user_error_code(UserError("x", BAD_INPUT)), user_error_code(KeyError("x"))
+    (4, None)
+    """
+    if isinstance(e, UserError):
+        return e.exit_code
+    for cls in type(e).__mro__:
+        for (prefix, name), code in _USER_ERRORS.items():
+            if cls.__name__ == name and cls.__module__.startswith(prefix):
+                return code
+    if isinstance(e, OSError) and e.filename is not None:  # e.g. an unwritable --alerts-out
+        return BAD_CONFIG
+    return None
