@@ -16,13 +16,16 @@ F32 = npt.NDArray[np.float32]
 
 
 def augment(
-    z: F32, y: npt.NDArray[np.int64], cfg: AugmentConfig, rng: np.random.Generator
-) -> tuple[F32, npt.NDArray[np.int64]]:
-    """Return extra synthetic rows (only the new ones) for the rare classes of ``y``."""
+    z: F32, y: npt.NDArray[np.int64], cells: npt.NDArray[np.str_], cfg: AugmentConfig,
+    rng: np.random.Generator,
+) -> tuple[F32, npt.NDArray[np.int64], npt.NDArray[np.str_]]:
+    """Extra synthetic rows (only the new ones) for the rare cells (class x origin)."""
     new_z: list[F32] = []
     new_y: list[npt.NDArray[np.int64]] = []
-    for c in np.unique(y):
-        idx = np.flatnonzero(y == c)
+    new_c: list[npt.NDArray[np.str_]] = []
+    for cell in np.unique(cells):
+        idx = np.flatnonzero(cells == cell)
+        c = y[idx[0]]
         if len(idx) >= cfg.rare_below or len(idx) == 0:
             continue
         k = max(0, cfg.target_rows - len(idx))
@@ -34,6 +37,7 @@ def augment(
         a = a + rng.normal(0.0, cfg.jitter_std, a.shape).astype(np.float32)
         new_z.append(a.astype(np.float32))
         new_y.append(np.full(k, c, dtype=np.int64))
+        new_c.append(np.full(k, cell))
     if not new_z:
-        return np.zeros((0, z.shape[1]), np.float32), np.zeros(0, np.int64)
-    return np.concatenate(new_z), np.concatenate(new_y)
+        return np.zeros((0, z.shape[1]), np.float32), np.zeros(0, np.int64), np.zeros(0, str)
+    return np.concatenate(new_z), np.concatenate(new_y), np.concatenate(new_c)

@@ -56,11 +56,16 @@ def _drop(t: FlowTable, bad: np.ndarray, reason: str, rep: CleanReport) -> FlowT
     return t.take(~bad)
 
 
-def clean(t: FlowTable, *, dedupe: bool = True) -> tuple[FlowTable, CleanReport]:
-    """Drop rows with NaN, infinities or negative durations, then exact duplicates.
+def clean(
+    t: FlowTable, *, dedupe: bool = True, max_copies: dict[str, int] | None = None
+) -> tuple[FlowTable, CleanReport]:
+    """Drop rows with NaN, infinities or negative durations, then resolve duplicates.
 
-    Duplicates are rows with identical features *and* family (the same flow twice); rows with
-    identical features but different families are conflicting and all are dropped.
+    Rows with identical features but different families are conflicting: the family with
+    the most rows keeps them and the others are dropped (a tie drops all).  Then at most
+    ``max_copies[origin]`` identical rows per family and source are kept (default 1: plain
+    dedupe).  Captures keep some copies: a flood is thousands of identical flows, and that
+    multiplicity is what tells the model the pattern matters.
     """
     rep = CleanReport(rows_in=len(t))
     t = _drop(t, np.isnan(t.x).any(axis=1), "nan", rep)
@@ -68,22 +73,41 @@ def clean(t: FlowTable, *, dedupe: bool = True) -> tuple[FlowTable, CleanReport]
     dur = [CIC_SCHEMA.index(n) for n in _DURATIONS]
     t = _drop(t, (t.x[:, dur] < 0).any(axis=1), "negative_duration", rep)
     if dedupe and len(t):
-        t = _dedupe(t, rep)
+        t = _drop(t, _conflicts(t), "conflicting_label", rep)
+        caps = np.array([(max_copies or {}).get(o, 1) for o in t.origin.tolist()], dtype=int)
+        t = _drop(t, _copies_over(t, caps), "duplicate", rep)
     const = np.ptp(t.x, axis=0) == 0 if len(t) else np.ones(t.x.shape[1], bool)
     rep.constant_columns = [CIC_SCHEMA.names[i] for i in np.flatnonzero(const)]
     rep.rows_out = len(t)
     return t, rep
 
 
-def _dedupe(t: FlowTable, rep: CleanReport) -> FlowTable:
-    view = np.ascontiguousarray(t.x).view(np.dtype((np.void, t.x.dtype.itemsize * t.x.shape[1])))
-    keys = view.ravel()
-    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    fams_per_key: dict[int, set[str]] = {}
-    for k, fam in zip(inverse.tolist(), t.family.tolist(), strict=True):
-        fams_per_key.setdefault(k, set()).add(fam)
-    conflict = np.array([len(fams_per_key[k]) > 1 for k in inverse.tolist()])
-    is_first = np.zeros(len(t), bool)
-    is_first[first] = True
-    t2 = _drop(t, conflict, "conflicting_label", rep)
-    return _drop(t2, ~is_first[~conflict], "duplicate", rep)
+def _keys(t: FlowTable) -> np.ndarray:
+    row = np.dtype((np.void, t.x.dtype.itemsize * t.x.shape[1]))
+    _, inverse = np.unique(np.ascontiguousarray(t.x).view(row).ravel(), return_inverse=True)
+    return inverse.ravel()
+
+
+def _conflicts(t: FlowTable) -> np.ndarray:
+    """Rows whose feature vector also appears, more often, under another family."""
+    keys = _keys(t)
+    votes: dict[int, Counter[str]] = {}
+    for k, fam in zip(keys.tolist(), t.family.tolist(), strict=True):
+        votes.setdefault(k, Counter())[fam] += 1
+    winner: dict[int, str] = {}
+    for k, c in votes.items():
+        (top, n), *rest = c.most_common()
+        winner[k] = "" if rest and rest[0][1] == n else top
+    return np.array([winner[k] != f for k, f in zip(keys.tolist(), t.family.tolist(), strict=True)],
+                    dtype=bool)
+
+
+def _copies_over(t: FlowTable, max_copies: np.ndarray) -> np.ndarray:
+    """Rows beyond the first ``max_copies`` with the same features, family and source."""
+    keys = _keys(t)
+    seen: Counter[tuple[int, str, str]] = Counter()
+    over = np.zeros(len(t), dtype=bool)
+    for i, key in enumerate(zip(keys.tolist(), t.family.tolist(), t.source.tolist(), strict=True)):
+        seen[key] += 1
+        over[i] = seen[key] > max_copies[i]
+    return over

@@ -78,6 +78,9 @@ def write_report(run_dir: Path, cfg: RunConfig, summary: dict[str, Any],
     for key in sorted(k for k in metrics if k.startswith("test_")):
         kind = key[5:]
         for origin, m in metrics[key].items():
+            if origin == "per_capture":
+                lines += _capture_lines(f"Captures in the {kind} test split", m)
+                continue
             lines += [f"## Test split: {kind}, rows from {origin}", "",
                       f"accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, "
                       f"weighted-F1 {m['weighted_f1']:.4f} ({m['rows']} rows)", "",
@@ -89,6 +92,9 @@ def write_report(run_dir: Path, cfg: RunConfig, summary: dict[str, Any],
                   + "):", "", "```", *(" ".join(f"{v:6d}" for v in r) for r in m["confusion"]),
                   "```", ""]
     lines += _export_lines(metrics.get("export", {}))
+    if "replay" in metrics:
+        lines += _capture_lines("Replay of every labelled capture (exported model, in-sample "
+                                "where the capture is in training)", metrics["replay"]["per_capture"])
     (run_dir / "report.md").write_text("\n".join(lines) + "\n")
 
 
@@ -98,4 +104,11 @@ def _export_lines(e: dict[str, Any]) -> list[str]:
     out = ["## Export", "", f"- opset {e['opset']}, parity {e['parity']}", f"- shipped: {e['shipped']}"]
     if "int8" in e:
         out.append(f"- INT8: {e['int8']}")
+    return out + [""]
+
+
+def _capture_lines(title: str, per: dict[str, Any]) -> list[str]:
+    out = [f"## {title}", "", "| capture | label | flows | alerted |", "|---|---|---|---|"]
+    for name, v in sorted(per.items(), key=lambda kv: (kv[1]["label"], kv[0])):
+        out.append(f"| {name} | {v['label']} | {v['flows']} | {v['alerted']:.3f} |")
     return out + [""]

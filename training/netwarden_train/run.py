@@ -20,6 +20,7 @@ import torch
 from netwarden.flows.params import FlowParams
 
 from . import data as data_mod
+from .assess import assess, per_capture
 from . import export, manifest, splits
 from .config import RunConfig
 from .evaluation import evaluate
@@ -47,18 +48,24 @@ def train_on_split(
     mean, std = fit_scaler(t.x[tr])
     model = Classifier(Preprocess(mean, std, cfg.model.clip_z), x.shape[1], len(bundle.classes),
                        cfg.model)
-    hist = fit(model, (x[tr], y[tr], x[split.val], y[split.val]), n_classes=len(bundle.classes),
+    cells = np.char.add(np.char.add(t.family[tr], "|"), t.origin[tr])
+    hist = fit(model, (x[tr], y[tr], x[split.val], y[split.val]), cells=cells,
+               n_classes=len(bundle.classes),
                cfg=cfg.train, aug=cfg.augment, seed=cfg.seed)
     prob = predict_proba(model, x[split.test], torch.device("cpu"))
     metrics = evaluate_by_origin(y[split.test], prob, t.origin[split.test], bundle.classes,
                                  threshold=cfg.export.threshold)
+    cap = t.origin[split.test] == "capture"
+    if cap.any():
+        metrics["per_capture"] = per_capture(t.take(split.test[cap]), 1.0 - prob[cap, 0],
+                                             cfg.export.threshold)
     return model, hist, metrics
 
 
 def evaluate_by_origin(
     y: np.ndarray, prob: np.ndarray, origin: np.ndarray, classes: list[str], *, threshold: float
 ) -> dict[str, Any]:
-    out = {"all": evaluate(y, prob, classes, benign=0, threshold=threshold)}
+    out: dict[str, Any] = {"all": evaluate(y, prob, classes, benign=0, threshold=threshold)}
     for o in np.unique(origin).tolist():
         m = origin == o
         out[o] = evaluate(y[m], prob[m], classes, benign=0, threshold=threshold)
@@ -144,6 +151,8 @@ def _quantised(cfg: RunConfig, bundle: data_mod.DataBundle, split: splits.Split,
 def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for origin, m in metrics.get("test_stratified", {}).items():
+        if origin == "per_capture":
+            continue
         b = m["binary"]
         out[f"{origin}_test"] = {
             "rows": m["rows"], "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
@@ -170,6 +179,8 @@ def run(cfg: RunConfig, *, config_text: str = "") -> Path:
     for kind in kinds:
         sp = splits.make(bundle.table, kind=kind, val=cfg.data.val, test=cfg.data.test,
                          seed=cfg.seed)
+        if kind == "stratified" and cfg.data.captures_all_train:
+            sp = splits.origin_to_train(sp, bundle.table.origin, "capture")
         model, hist, m = train_on_split(cfg, bundle, sp)
         metrics[f"test_{kind}"] = m
         metrics[f"history_{kind}"] = {"best_epoch": hist.best_epoch,
@@ -181,6 +192,10 @@ def run(cfg: RunConfig, *, config_text: str = "") -> Path:
     assert shipped is not None
     metrics["export"] = export_model(cfg, shipped[0], bundle, shipped[1], run_dir / "model",
                                      metrics)
+    if cfg.data.captures:
+        # every flow of every labelled capture, scored by the exported model through the
+        # daemon's loader: in-sample for the captures that are partly in the training split
+        metrics["replay"] = assess(run_dir / "model", [Path(cfg.data.captures)])
     metrics["seconds"] = time.perf_counter() - t0
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
     from .report import write_report

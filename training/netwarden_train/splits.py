@@ -82,3 +82,13 @@ def make(t: FlowTable, *, kind: str, val: float, test: float, seed: int) -> Spli
     if kind == "grouped":
         return grouped(t, val=val, test=test, seed=seed)
     return stratified(t, val=val, test=test, seed=seed)
+
+
+def origin_to_train(sp: Split, origin: npt.NDArray[np.str_], which: str) -> Split:
+    """Move every row of one origin (e.g. "capture") into the training side."""
+    moved = [i[origin[i] == which] for i in (sp.val, sp.test)]
+    return Split(
+        np.sort(np.concatenate([sp.train, *moved])),
+        sp.val[origin[sp.val] != which],
+        sp.test[origin[sp.test] != which],
+    )

@@ -34,30 +34,32 @@ def pick_device(name: str) -> torch.device:
     return torch.device("cpu")
 
 
-def class_weights(y: npt.NDArray[np.int64], n: int, how: str) -> torch.Tensor:
-    """Per-class loss weights, normalised to mean 1 over the classes present."""
-    counts = np.bincount(y, minlength=n).astype(float)
-    w = np.zeros(n)
-    present = counts > 0
-    if how == "inverse":
-        w[present] = 1.0 / counts[present]
-    elif how == "inverse_sqrt":
-        w[present] = 1.0 / np.sqrt(counts[present])
-    else:
-        w[present] = 1.0
-    w[present] /= w[present].mean()
-    return torch.tensor(w, dtype=torch.float32)
+def row_weights(
+    y: npt.NDArray[np.int64], cells: npt.NDArray[np.str_], how: str, *, benign_weight: float
+) -> npt.NDArray[np.float32]:
+    """Per-row loss weights from the size of each row's cell (class x origin), mean 1.
+
+    "inverse" gives every cell the same total weight, "inverse_sqrt" a total that grows with
+    the square root of its size; BENIGN rows are then scaled by ``benign_weight`` (> 1 trades
+    attack recall for fewer false alarms on unfamiliar benign traffic).
+    """
+    _, inv, counts = np.unique(cells, return_inverse=True, return_counts=True)
+    per = counts[inv].astype(float)
+    w = {"inverse": 1.0 / per, "inverse_sqrt": 1.0 / np.sqrt(per)}.get(how, np.ones_like(per))
+    w = w * np.where(y == 0, benign_weight, 1.0)
+    return (w / w.mean()).astype(np.float32)
 
 
-def _loss_fn(cfg: TrainConfig, weights: torch.Tensor, n: int):  # type: ignore[no-untyped-def]
+def _loss_fn(cfg: TrainConfig, n: int):  # type: ignore[no-untyped-def]
+    """Weighted per-row loss: cross-entropy, or squared error of the softmax to one-hot."""
     if cfg.loss == "ce":
-        ce = nn.CrossEntropyLoss(weight=weights)
-        return lambda logits, y: ce(logits, y)
+        ce = nn.CrossEntropyLoss(reduction="none")
+        return lambda logits, y, w: (ce(logits, y) * w).sum() / w.sum()
 
-    def mse(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def mse(logits: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         p = torch.softmax(logits, dim=1)
         per_row = ((p - nn.functional.one_hot(y, n).float()) ** 2).sum(dim=1)
-        return (per_row * weights[y]).mean()
+        return (per_row * w).sum() / w.sum()
 
     return mse
 
@@ -94,12 +96,16 @@ def fit(
     model: Classifier,
     data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     *,
+    cells: np.ndarray,
     n_classes: int,
     cfg: TrainConfig,
     aug: AugmentConfig,
     seed: int,
 ) -> History:
-    """Train in place on (x_train, y_train, x_val, y_val) raw features; keep the best epoch."""
+    """Train in place on (x_train, y_train, x_val, y_val) raw features; keep the best epoch.
+
+    ``cells`` names each training row's weighting cell (family and origin).
+    """
     x_tr, y_tr, x_val, y_val = data
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
@@ -109,11 +115,13 @@ def fit(
         z_tr = model.pre(torch.from_numpy(x_tr).to(device)).cpu().numpy()
     hist = History()
     if aug.enabled:
-        z_new, y_new = augment(z_tr, y_tr, aug, rng)
+        z_new, y_new, c_new = augment(z_tr, y_tr, cells, aug, rng)
         hist.augmented_rows = len(y_new)
         z_tr, y_tr = np.concatenate([z_tr, z_new]), np.concatenate([y_tr, y_new])
-    weights = class_weights(y_tr, n_classes, "none" if cfg.balanced_sampling else cfg.class_weighting)
-    loss_fn = _loss_fn(cfg, weights.to(device), n_classes)
+        cells = np.concatenate([cells, c_new])
+    how = "none" if cfg.balanced_sampling else cfg.class_weighting
+    wt = torch.from_numpy(row_weights(y_tr, cells, how, benign_weight=cfg.benign_weight)).to(device)
+    loss_fn = _loss_fn(cfg, n_classes)
     opt = _optimizer(model, cfg)
     sched = _schedule(opt, cfg)
     zt, yt = torch.from_numpy(z_tr).to(device), torch.from_numpy(y_tr).to(device)
@@ -126,11 +134,11 @@ def fit(
             b = torch.from_numpy(order[i : i + cfg.batch_size]).to(device)
             if len(b) < 2:
                 continue
-            loss = loss_fn(model.logits_from_z(zt[b]), yt[b])
+            loss = loss_fn(model.logits_from_z(zt[b]), yt[b], wt[b])
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * len(b)
+            total += float(loss.detach()) * len(b)
         if sched is not None:
             sched.step()
         f1 = macro_f1(y_val, predict_proba(model, x_val, device).argmax(1), n_classes)

@@ -1,0 +1,111 @@
+"""ONNX export: parity with torch for every layer kind, attributions, INT8, manifest checks."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from netwarden.features.cic_schema import CIC_SCHEMA
+from netwarden.scoring.manifest import ModelError, load_manifest
+from netwarden.scoring.model import load_model
+from netwarden_train import export
+from netwarden_train.config import ModelConfig
+from netwarden_train.model import Classifier, Preprocess, attack_attributions, fit_scaler
+from netwarden_train.synthetic import make_table
+
+N = len(CIC_SCHEMA)
+
+
+def _model(norm: str, act: str, seed: int = 0) -> tuple[Classifier, np.ndarray]:
+    torch.manual_seed(seed)
+    x, _ = make_table(100, seed)
+    mean, std = fit_scaler(x)
+    m = Classifier(Preprocess(mean, std, 6.0), N, 4, ModelConfig([32, 16], act, 0.2, norm))
+    if norm == "batch":  # non-trivial running statistics, as after training
+        m.train()
+        with torch.no_grad():
+            for _ in range(3):
+                m(torch.from_numpy(x.astype(np.float32)))
+    return m.eval(), x.astype(np.float32)
+
+
+@pytest.mark.parametrize(("norm", "act"), [("batch", "relu"), ("none", "tanh"),
+                                           ("batch", "silu")])
+def test_onnx_matches_torch_probabilities_and_attributions(tmp_path: Path, norm: str,
+                                                           act: str) -> None:
+    m, x = _model(norm, act)
+    x[:5, 3] = np.inf  # non-finite inputs are zeroed in both graphs
+    x[5:10, 7] = np.nan
+    x[10:15] *= 1e6  # far outside the training range: the clip is exercised
+    z_ref = np.zeros(N, np.float32)
+    proto = export.to_onnx(m, benign=0, z_ref=z_ref, opset=17, attributions=True)
+    path = tmp_path / "m.onnx"
+    export.save(proto, path)
+    res = export.parity(m, export.session(path), x, benign=0, z_ref=z_ref, tol=1e-4)
+    assert res["probabilities_max_abs_diff"] < 1e-5
+    assert res["attributions_max_abs_diff"] < 1e-4
+
+
+def test_layer_norm_exports_without_attributions(tmp_path: Path) -> None:
+    m, x = _model("layer", "relu")
+    z_ref = np.zeros(N, np.float32)
+    with pytest.raises(ValueError, match="layer norm"):
+        export.to_onnx(m, benign=0, z_ref=z_ref, opset=17, attributions=True)
+    path = tmp_path / "m.onnx"
+    export.save(export.to_onnx(m, benign=0, z_ref=z_ref, opset=17, attributions=False), path)
+    res = export.parity(m, export.session(path), x, benign=0, z_ref=z_ref, tol=1e-4)
+    assert "attributions_max_abs_diff" not in res
+
+
+def test_attributions_equal_autograd_reference() -> None:
+    m, x = _model("batch", "relu", seed=3)
+    z_ref = np.full(N, 0.1, np.float32)
+    a = attack_attributions(m, torch.from_numpy(x[:4]), benign=0, z_ref=torch.from_numpy(z_ref))
+    assert a.shape == (4, N) and torch.isfinite(a).all()
+
+
+def test_int8_variant_within_tolerance(tmp_path: Path) -> None:
+    m, x = _model("batch", "relu", seed=1)
+    fp32, int8 = tmp_path / "fp32.onnx", tmp_path / "int8.onnx"
+    export.save(export.to_onnx(m, benign=0, z_ref=np.zeros(N, np.float32), opset=17,
+                               attributions=True), fp32)
+    export.quantize(fp32, int8)
+    p32 = export.run_onnx(export.session(fp32), x)[0]
+    p8 = export.run_onnx(export.session(int8), x)[0]
+    assert int8.stat().st_size < fp32.stat().st_size
+    assert np.abs(p32 - p8).max() < 0.05
+    assert (p32.argmax(1) == p8.argmax(1)).mean() > 0.97
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    src = Path(__file__).resolve().parent.parent / "models" / "netwarden-cic"
+    dst = tmp_path_factory.mktemp("model") / "netwarden-cic"
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_shipped_model_loads_and_is_small(shipped: Path) -> None:
+    model = load_model(shipped, providers="cpu")
+    assert model.manifest.classes[0] == "BENIGN"
+    assert (shipped / "model.onnx").stat().st_size < 5 * 2**20
+    s = model.score(np.zeros((2, N), np.float32))
+    assert s.attributions is not None and s.attributions.shape == (2, N)
+    assert "Sharafaldin" in (shipped / "MODEL_CARD.md").read_text()
+
+
+def test_manifest_with_other_schema_is_refused(shipped: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad"
+    shutil.copytree(shipped, bad)
+    man = json.loads((bad / "manifest.json").read_text())
+    man["feature_schema"]["hash"] = "0" * 64
+    (bad / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(ModelError, match="does not match the running schema"):
+        load_manifest(bad, schema=CIC_SCHEMA)
+    with pytest.raises(ModelError):
+        load_model(bad, providers="cpu")
