@@ -176,9 +176,12 @@ def _stop(proc: subprocess.Popen[str]) -> None:
             proc.wait()
 
 
-def test_iface_source_filters_and_sees_both_directions(pair: Pair, tmp_path: Path) -> None:
+@pytest.mark.parametrize("ring", ["0", "1"])
+def test_iface_source_filters_and_sees_both_directions(
+    pair: Pair, tmp_path: Path, ring: str
+) -> None:
     srv = _http_server(pair, tmp_path)
-    url = f"iface://{pair.if_b}?filter=tcp%20port%208080&snaplen=128"
+    url = f"iface://{pair.if_b}?filter=tcp%20port%208080&snaplen=128&ring={ring}"
     cap = pair.popen(
         pair.ns_b, PY, "-c", CAPTURE, url, "4", stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
@@ -393,7 +396,7 @@ DROPS = textwrap.dedent("""
     from netwarden.capture.live import open_iface_source
     from netwarden.metrics import Metrics
     m = Metrics()
-    src = open_iface_source("iface://lo?filter=udp%20port%2047001&buffer_mb=1", m)
+    src = open_iface_source(sys.argv[1], m)
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     for i in range(20000):  # ~30 MB into a ~2 MB socket buffer nobody reads yet
         s.sendto(b"x" * 1400, ("127.0.0.1", 47001))
@@ -408,10 +411,59 @@ DROPS = textwrap.dedent("""
 """)
 
 
-def test_kernel_drops_are_counted(pair: Pair) -> None:
-    r = pair.run(pair.ns_b, PY, "-c", DROPS)
+@pytest.mark.parametrize("ring", ["0", "1"])
+def test_kernel_drops_are_counted(pair: Pair, ring: str) -> None:
+    url = f"iface://lo?filter=udp%20port%2047001&buffer_mb=1&ring={ring}"
+    r = pair.run(pair.ns_b, PY, "-c", DROPS, url)
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout.strip().splitlines()[-1])
     assert res["drops"] > 0 and res["frames"] > 0
     assert res["frames"] + res["drops"] == 20000
     assert res["metric"] == res["drops"]
+
+
+VLAN = textwrap.dedent("""
+    import json, sys, threading
+    from netwarden.capture.live import open_iface_source
+    from netwarden.decode import decode
+    src = open_iface_source(sys.argv[1])
+    threading.Timer(float(sys.argv[2]), src.close).start()
+    print("open", flush=True)
+    tags, vlans = [], []
+    for b in src:
+        for o, c in zip(b.offsets.tolist(), b.caplen.tolist()):
+            tags.append(bytes(b.data[o + 12 : o + 16]).hex())
+        if len(b):
+            pkts, _skips = decode(b)
+            vlans += pkts["vlan"].tolist()
+    print(json.dumps({"tags": sorted(set(tags)), "vlans": sorted(set(vlans)), "n": len(tags)}))
+""")
+
+
+@pytest.mark.parametrize("ring", ["0", "1"])
+def test_vlan_tag_stripped_by_the_device_is_put_back(pair: Pair, ring: str) -> None:
+    # Tagged frames sent from A; B's kernel moves the tag into packet metadata on receive
+    # (as a NIC with VLAN offload does), so the capture must put it back.  The filter proves
+    # the stripping: its code tests EtherType 0x0800 at offset 12, which a frame still
+    # carrying its tag would fail.
+    if_a = pair.if_b.replace("nwb", "nwa")
+    url = f"iface://{pair.if_b}?filter=udp%20port%209999&ring={ring}"
+    cap = pair.popen(
+        pair.ns_b, PY, "-c", VLAN, url, "3", stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        assert cap.stdout is not None and cap.stdout.readline().strip() == "open"
+        code = (
+            "from scapy.all import Ether, Dot1Q, IP, UDP, sendp\n"
+            f"sendp([Ether(dst='02:00:00:00:00:02') / Dot1Q(vlan=7) / IP(src='{A_IP}', "
+            f"dst='{B_IP}') / UDP(dport=9999) / b'v'] * 10, iface='{if_a}', verbose=0)"
+        )
+        sent = pair.run(pair.ns_a, PY, "-c", code)
+        assert sent.returncode == 0, sent.stderr
+        out, err = cap.communicate(timeout=30)
+    finally:
+        _stop(cap)
+    res = json.loads(out.strip().splitlines()[-1])
+    assert res["n"] >= 10, err
+    assert res["tags"] == ["81000007"]  # TPID 0x8100, VID 7, back between MACs and EtherType
+    assert res["vlans"] == [7]

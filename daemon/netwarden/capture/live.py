@@ -24,7 +24,6 @@ Kernel side:
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import logging
 import os
@@ -42,6 +41,8 @@ import numpy as np
 from ..exitcodes import BAD_CONFIG, BAD_INPUT, UserError
 from ..metrics import Metrics
 from ..packets import LINKTYPE_ETHERNET, LINKTYPE_RAW, FrameBatch
+from .bpf import attach_filter, bpf_program
+from .ring import BLOCK_SIZE, Ring
 
 if TYPE_CHECKING:
     from ..app_sources import SourceContext
@@ -55,8 +56,6 @@ PACKET_ADD_MEMBERSHIP = 1
 PACKET_MR_PROMISC = 1
 PACKET_STATISTICS = 6
 PACKET_AUXDATA = 8
-PACKET_OUTGOING = 4
-SO_ATTACH_FILTER = 26
 SO_RCVBUFFORCE = 33
 SO_TIMESTAMPNS = 35  # == SCM_TIMESTAMPNS on x86-64 and arm64
 TP_STATUS_VLAN_VALID = 0x10
@@ -70,11 +69,6 @@ _ETHERNET_HW = {1, 6, 772}  # ETHER, IEEE802, LOOPBACK
 _RAW_IP_HW = {0xFFFE, 512, 519, 768, 769, 776}  # NONE (tun), PPP, RAWIP, TUNNEL, TUNNEL6, SIT
 ARPHRD_LOOPBACK = 772
 
-# cBPF opcodes used for the loopback prefix and the default accept-all program.
-_BPF_LD_B_ABS = 0x30
-_BPF_JEQ_K = 0x15
-_BPF_RET_K = 0x06
-_SKF_AD_PKTTYPE = (-0x1000 + 4) & 0xFFFFFFFF
 
 _INTS = {
     "snaplen": (64, 262144),
@@ -83,7 +77,7 @@ _INTS = {
     "max_frames": (1, 1 << 20),
     "buffer_mb": (1, 1024),
 }
-_FLAGS = ("promisc",)
+_FLAGS = ("promisc", "ring")
 
 
 class LiveCaptureError(UserError):
@@ -97,6 +91,7 @@ class IfaceOptions:
     iface: str
     filter: str = ""
     promisc: bool = False
+    ring: bool = False  # TPACKET_V3 ring (buffer_mb of 1 MiB blocks) instead of recvmsg
     snaplen: int = 65535
     batch_ms: int = 50
     tick_ms: int = 500
@@ -110,9 +105,9 @@ def parse_iface_url(url: str | SplitResult) -> IfaceOptions:
     Raises:
         UserError: (exit code 3) unknown key, bad value, or no interface name.
 
-    >>> parse_iface_url("iface://eth0?filter=tcp%20port%2080&promisc=1&snaplen=128")
-    IfaceOptions(iface='eth0', filter='tcp port 80', promisc=True, snaplen=128, batch_ms=50, \
-tick_ms=500, max_frames=4096, buffer_mb=8)
+    >>> o = parse_iface_url("iface://eth0?filter=tcp%20port%2080&promisc=1&snaplen=128")
+    >>> o.iface, o.filter, o.promisc, o.ring, o.snaplen, o.batch_ms
+    ('eth0', 'tcp port 80', True, False, 128, 50)
     """
     u = urlsplit(url) if isinstance(url, str) else url
     if u.scheme != "iface" or not u.netloc or u.path not in ("", "/"):
@@ -168,7 +163,7 @@ class IfaceSource:
         self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._closing = False
         self._running = False
-        self._sock, self.linktype = _open_socket(opts)
+        self._sock, self.linktype, self._ring = _open_socket(opts)
         self._vlan_ok = self.linktype == LINKTYPE_ETHERNET
         self._bufsize = max(8 << 20, 4 * (opts.snaplen + 4))
         self._buf = np.empty(self._bufsize, np.uint8)
@@ -191,7 +186,7 @@ class IfaceSource:
         poll.register(self._wake, select.POLLIN)
         try:
             while not self._closing:
-                batch = self._fill(poll)
+                batch = self._fill(poll) if self._ring is None else self._fill_ring(poll)
                 self._read_stats()
                 yield batch
         finally:
@@ -222,6 +217,27 @@ class IfaceSource:
             n += 1
             used = start + caplen
         return self._batch(n, used, (off, cap, wire, ts))
+
+    def _fill_ring(self, poll: select.poll) -> FrameBatch:
+        """Take every ready ring block (the kernel retires one ``batch_ms`` after its first
+        frame); an empty batch after a quiet ``tick_ms``."""
+        assert self._ring is not None
+        m = max(self.opts.max_frames, BLOCK_SIZE // 64)  # a block never holds more frames
+        cols = (
+            np.empty(m, np.int64),
+            np.empty(m, np.uint32),
+            np.empty(m, np.uint32),
+            np.empty(m, np.int64),
+        )
+        deadline = time.monotonic() + self.opts.tick_ms / 1000
+        n = used = 0
+        while not self._closing:
+            n, used = self._ring.drain(self._buf, cols, vlan_ok=self._vlan_ok)
+            wait = deadline - time.monotonic()
+            if n or wait <= 0:
+                break
+            poll.poll(wait * 1000)
+        return self._batch(n, used, cols)
 
     def _recv_one(self, used: int) -> tuple[int, int, int, int] | None:
         """Receive one frame at ``used`` (+4 spare for a VLAN tag); None when none is queued."""
@@ -290,6 +306,8 @@ class IfaceSource:
     def _release(self) -> None:
         if self._sock.fileno() >= 0:
             self._read_stats()
+            if self._ring is not None:
+                self._ring.close()
             self._sock.close()
         if self._wake >= 0:
             os.close(self._wake)
@@ -303,7 +321,7 @@ class IfaceSource:
             os.close(self._wake)
 
 
-def _open_socket(o: IfaceOptions) -> tuple[socket.socket, int]:
+def _open_socket(o: IfaceOptions) -> tuple[socket.socket, int, Ring | None]:
     """Create, filter, then bind the packet socket (so nothing unfiltered is ever queued)."""
     try:
         ifindex = socket.if_nametoindex(o.iface)
@@ -317,23 +335,26 @@ def _open_socket(o: IfaceOptions) -> tuple[socket.socket, int]:
             f"capture on {o.iface}: opening a packet socket needs CAP_NET_RAW", BAD_INPUT
         ) from None
     try:
-        return sock, _configure(sock, o, ifindex)
+        linktype, ring = _configure(sock, o, ifindex)
+        return sock, linktype, ring
     except BaseException:
         sock.close()
         raise
 
 
-def _configure(sock: socket.socket, o: IfaceOptions, ifindex: int) -> int:
-    """Filter, options, bind, promiscuous mode; returns the pcap link type."""
+def _configure(sock: socket.socket, o: IfaceOptions, ifindex: int) -> tuple[int, Ring | None]:
+    """Filter, options, ring, bind, promiscuous mode; returns the link type and the ring."""
     hatype = _hatype(o.iface)
     linktype = _linktype(o.iface, hatype)
     prog = bpf_program(
         o.filter, linktype=linktype, snaplen=o.snaplen, drop_outgoing=hatype == ARPHRD_LOOPBACK
     )
-    _attach(sock, prog)
+    attach_filter(sock, prog)
     sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
     sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
-    _set_rcvbuf(sock, o.buffer_mb << 20)
+    ring = Ring(sock, size_mb=o.buffer_mb, retire_ms=o.batch_ms) if o.ring else None
+    if ring is None:
+        _set_rcvbuf(sock, o.buffer_mb << 20)
     sock.bind((o.iface, ETH_P_ALL))
     if o.promisc:
         mreq = struct.pack("=iHH8s", ifindex, PACKET_MR_PROMISC, 0, b"")
@@ -344,7 +365,7 @@ def _configure(sock: socket.socket, o: IfaceOptions, ifindex: int) -> int:
                 f"capture on {o.iface}: promiscuous mode not permitted", BAD_INPUT
             ) from None
     sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)  # reset the counters
-    return linktype
+    return linktype, ring
 
 
 def _hatype(iface: str) -> int:
@@ -372,65 +393,6 @@ def _linktype(iface: str, hatype: int) -> int:
         "loopback, tun/ppp/raw-IP); use tshark://{iface}",
         BAD_INPUT,
     )
-
-
-def bpf_program(
-    expr: str, *, linktype: int, snaplen: int, drop_outgoing: bool = False
-) -> list[tuple[int, int, int, int]]:
-    """Classic BPF instructions ``(code, jt, jf, k)`` for a tcpdump-style filter expression.
-
-    Accepting returns map to ``snaplen`` (the kernel truncates there); an empty expression
-    accepts everything.  ``drop_outgoing`` prepends a test that rejects ``PACKET_OUTGOING``.
-
-    Raises:
-        UserError: (exit code 3) the expression does not compile.
-
-    >>> bpf_program("", linktype=1, snaplen=96)
-    [(6, 0, 0, 96)]
-    >>> bpf_program("", linktype=1, snaplen=96, drop_outgoing=True)[:3]
-    [(48, 0, 0, 4294963204), (21, 0, 1, 4), (6, 0, 0, 0)]
-    """
-    body = _compile(expr, linktype) if expr.strip() else [(_BPF_RET_K, 0, 0, 1)]
-    body = [(c, jt, jf, snaplen if c == _BPF_RET_K and k else k) for c, jt, jf, k in body]
-    if drop_outgoing:
-        prefix = [
-            (_BPF_LD_B_ABS, 0, 0, _SKF_AD_PKTTYPE),
-            (_BPF_JEQ_K, 0, 1, PACKET_OUTGOING),
-            (_BPF_RET_K, 0, 0, 0),
-        ]
-        body = prefix + body
-    return body
-
-
-def _compile(expr: str, linktype: int) -> list[tuple[int, int, int, int]]:
-    """Compile with libpcap through scapy (imported only when a filter is given)."""
-    try:
-        from scapy.arch.common import compile_filter
-        from scapy.error import Scapy_Exception
-    except ImportError as e:
-        raise UserError(f"capture filter {expr!r}: cannot load libpcap: {e}", BAD_CONFIG) from e
-    try:
-        prog = compile_filter(expr, linktype=linktype)
-    except (Scapy_Exception, ImportError, OSError) as e:
-        raise UserError(f"capture filter {expr!r}: {e}", BAD_CONFIG) from e
-    ins = prog.bf_insns
-    return [(ins[i].code, ins[i].jt, ins[i].jf, ins[i].k) for i in range(prog.bf_len)]
-
-
-class _SockFilter(ctypes.Structure):
-    _fields_ = (
-        ("code", ctypes.c_uint16),
-        ("jt", ctypes.c_uint8),
-        ("jf", ctypes.c_uint8),
-        ("k", ctypes.c_uint32),
-    )
-
-
-def _attach(sock: socket.socket, prog: list[tuple[int, int, int, int]]) -> None:
-    """``SO_ATTACH_FILTER``: the kernel copies the program, so the buffer may go after."""
-    insns = (_SockFilter * len(prog))(*(_SockFilter(*i) for i in prog))
-    fprog = struct.pack("@HP", len(prog), ctypes.addressof(insns))
-    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
 
 def _set_rcvbuf(sock: socket.socket, size: int) -> None:
