@@ -467,3 +467,61 @@ def test_vlan_tag_stripped_by_the_device_is_put_back(pair: Pair, ring: str) -> N
     assert res["n"] >= 10, err
     assert res["tags"] == ["81000007"]  # TPID 0x8100, VID 7, back between MACs and EtherType
     assert res["vlans"] == [7]
+
+
+LINK = textwrap.dedent("""
+    import json, socket, subprocess, sys, threading, time
+    from netwarden.capture.live import open_iface_source
+    from netwarden.metrics import Metrics
+    iface, peer, ring = sys.argv[1], sys.argv[2], sys.argv[3]
+    m = Metrics()
+    src = open_iface_source(f"iface://{iface}?filter=udp%20port%209998&ring={ring}", m)
+    seen = {}
+
+    def act():
+        time.sleep(0.3)
+        subprocess.run(["ip", "link", "set", iface, "down"], check=True)
+        time.sleep(0.8)
+        seen["down"] = src.link_up
+        subprocess.run(["ip", "link", "set", iface, "up"], check=True)
+        time.sleep(1.0)
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for i in range(5):
+            s.sendto(b"after", (peer, 9998))
+            time.sleep(0.05)
+        time.sleep(0.8)
+        if sys.argv[4] == "delete":
+            subprocess.run(["ip", "link", "del", iface], check=True)
+            time.sleep(1.0)
+        src.close()
+
+    threading.Thread(target=act).start()
+    frames, error = 0, ""
+    try:
+        for b in src:
+            frames += len(b)
+    except Exception as e:
+        error = f"{type(e).__name__}: {e}"
+    errors = m.registry.get_sample_value("netwarden_errors_total", {"stage": "capture"})
+    print(json.dumps({"frames": frames, "error": error, "down": seen.get("down"),
+                      "up": src.link_up, "errors": errors}))
+""")
+
+
+@pytest.mark.parametrize("ring", ["0", "1"])
+def test_link_down_and_up_keeps_capturing(pair: Pair, ring: str) -> None:
+    r = pair.run(pair.ns_b, PY, "-c", LINK, pair.if_b, A_IP, ring, "keep")
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["error"] == "", res
+    assert res["frames"] >= 5 and res["up"] is True, res
+    # recvmsg sees ENETDOWN as an error, the ring as POLLERR: both count it and wait
+    assert res["down"] is False and res["errors"] >= 1, res
+    assert "link down" in r.stderr
+
+
+@pytest.mark.parametrize("ring", ["0", "1"])
+def test_deleted_interface_ends_the_capture(pair: Pair, ring: str) -> None:
+    r = pair.run(pair.ns_b, PY, "-c", LINK, pair.if_b, A_IP, ring, "delete")
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["error"] == f"LiveCaptureError: capture: interface {pair.if_b} disappeared", res

@@ -163,6 +163,7 @@ class IfaceSource:
         self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._closing = False
         self._running = False
+        self.link_up = True  # False from an ENETDOWN until the next frame
         self._sock, self.linktype, self._ring = _open_socket(opts)
         self._vlan_ok = self.linktype == LINKTYPE_ETHERNET
         self._bufsize = max(8 << 20, 4 * (opts.snaplen + 4))
@@ -208,7 +209,7 @@ class IfaceSource:
                 wait = deadline - time.monotonic()
                 if wait <= 0:
                     break
-                poll.poll(wait * 1000)
+                self._wait(poll, wait)
                 continue
             if n == 0:
                 deadline = time.monotonic() + o.batch_ms / 1000
@@ -233,11 +234,36 @@ class IfaceSource:
         n = used = 0
         while not self._closing:
             n, used = self._ring.drain(self._buf, cols, vlan_ok=self._vlan_ok)
+            self.link_up = self.link_up or n > 0
             wait = deadline - time.monotonic()
             if n or wait <= 0:
                 break
-            poll.poll(wait * 1000)
+            self._wait(poll, wait)
         return self._batch(n, used, cols)
+
+    def _wait(self, poll: select.poll, wait_s: float) -> None:
+        """Sleep until frames (or a ring block) arrive, ``close()``, or ``wait_s``."""
+        for fd, events in poll.poll(wait_s * 1000):
+            if fd == self._sock.fileno() and events & select.POLLERR:
+                # Consume the pending error, or poll would return at once forever (ring mode).
+                self._socket_error(self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
+
+    def _socket_error(self, err: int) -> None:
+        """ENETDOWN: the link went down (capture resumes when it is up again) or the
+        interface was deleted (the capture cannot resume: raise)."""
+        if err != errno.ENETDOWN:
+            raise OSError(err, f"capture on {self.opts.iface}: {os.strerror(err)}")
+        try:
+            socket.if_nametoindex(self.opts.iface)
+        except OSError:
+            raise LiveCaptureError(
+                f"capture: interface {self.opts.iface} disappeared", BAD_INPUT
+            ) from None
+        if self.link_up:
+            log.warning("capture on %s: link down; waiting for it to come back", self.opts.iface)
+        self.link_up = False
+        if self.metrics is not None:
+            self.metrics.errors.labels(stage="capture").inc()
 
     def _recv_one(self, used: int) -> tuple[int, int, int, int] | None:
         """Receive one frame at ``used`` (+4 spare for a VLAN tag); None when none is queued."""
@@ -249,6 +275,10 @@ class IfaceSource:
             )
         except (BlockingIOError, InterruptedError):
             return None
+        except OSError as e:
+            self._socket_error(e.errno or 0)
+            return None
+        self.link_up = True
         ts_ns, wirelen, tci, tpid = 0, nbytes, -1, 0x8100
         for level, kind, data in anc:
             if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
