@@ -30,7 +30,7 @@ from .config import KafkaSettings, TopicUrl
 log = logging.getLogger(__name__)
 
 # Where the flow id is looked up in an alert document, first match wins.
-KEY_FIELDS = ("flow.id", "network.community_id", "event.id")
+KEY_FIELDS = ("netwarden.flow_id", "flow.id", "event.id", "network.community_id")
 _LOG_EVERY_S = 10.0
 
 
