@@ -99,3 +99,22 @@ def test_flow_hash_is_symmetric_on_real_packets(shared_data: Path) -> None:
         swapped[a], swapped[b] = packets[b], packets[a]
     assert np.array_equal(flow_hash(packets), flow_hash(swapped))
     assert len(np.unique(flow_hash(packets))) > 200
+
+
+def test_ship_command_publishes_capture_files(broker: Broker, shared_data: Path) -> None:  # noqa: F811
+    import argparse
+
+    from netwarden.kafka import ship as ship_cmd
+
+    parser = argparse.ArgumentParser()
+    ship_cmd.add_parser(parser.add_subparsers())
+    path = shared_data / CAPTURE
+    args = parser.parse_args(["ship", "--to", f"kafka://{broker.bootstrap}/cli?partitions=2",
+                              str(path), str(path)])
+    assert args.func(args) == 0
+    n = 2 * sum(len(b) for b in read_all(path))
+    src = source(broker, "cli?group=g")
+    try:
+        assert sum(len(b) for b in collect(src, n)) == n
+    finally:
+        src.close()

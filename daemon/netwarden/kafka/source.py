@@ -179,7 +179,13 @@ class KafkaSource:
         # assigned), poll long enough to see the whole join through.
         timeout = (self.settings.poll_timeout_ms if self._assigned
                    else max(self.settings.poll_timeout_ms, self.settings.join_poll_timeout_ms))
-        records = self._consumer.poll(timeout_ms=timeout)
+        try:
+            records = self._consumer.poll(timeout_ms=timeout)
+        except KafkaError as e:  # e.g. authorization, unknown topic: keep running, retry
+            self.metrics.errors.labels(stage="kafka_poll").inc()
+            log.error("kafka: poll of %s failed: %s; retrying", self.url.topic, e)
+            time.sleep(min(1.0, self.settings.connect_retry_max_s))
+            return empty_frames()
         if not records:
             was_up = self._connected
             up = self._broker_reachable()
@@ -274,7 +280,11 @@ class KafkaSource:
 
     def _revoked(self, parts: frozenset[int]) -> None:
         for cb in self._revoke_cbs:
-            cb(parts)
+            try:
+                cb(parts)
+            except Exception:  # a failing hook must not break the group protocol
+                self.metrics.errors.labels(stage="kafka_rebalance").inc()
+                log.exception("kafka: revoke hook failed for partitions %s", sorted(parts))
         self._assigned = self._assigned - parts
         for p in parts:
             self._next.pop(p, None)
@@ -288,7 +298,11 @@ class KafkaSource:
         self.metrics.kafka_rebalances.inc()
         log.info("kafka: assigned partitions %s of %s", sorted(parts), self.url.topic)
         for cb in self._assign_cbs:
-            cb(parts)
+            try:
+                cb(parts)
+            except Exception:  # a failing hook must not break the group protocol
+                self.metrics.errors.labels(stage="kafka_rebalance").inc()
+                log.exception("kafka: assign hook failed for partitions %s", sorted(parts))
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
