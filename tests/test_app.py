@@ -198,6 +198,9 @@ def test_pacer_slices_and_marks() -> None:
                                                  [40_000_000]]
     assert t.slept == pytest.approx(0.040)
     assert frame_seq_marks(chunks[1]) == {0: 15}
+    # stopping while waiting: the frames not due yet are not handed over
+    stopped = list(Pacer(lambda: t.mono, lambda s: False).chunks(b))
+    assert [c.ts_ns.tolist() for c in stopped] == [[0, 1, 5_000_000]]
 
 
 class MemorySource:

@@ -57,7 +57,8 @@ class Pacer:
         self._anchor: tuple[int, float] | None = None  # (first capture ts_ns, clock at start)
 
     def chunks(self, batch: FrameBatch) -> Iterator[FrameBatch]:
-        """Yield ``batch`` in slices, each once its capture time has come."""
+        """Yield ``batch`` in slices, each once its capture time has come; stop early (the rest
+        unread) when ``sleep_slice`` says the pipeline is stopping."""
         ts = batch.ts_ns
         n = len(batch)
         start = 0
@@ -66,8 +67,7 @@ class Pacer:
             # searchsorted assumes sorted times; on a reordered capture it still advances by >= 1
             end = max(int(np.searchsorted(ts, first + PACE_STEP_NS, side="left")), start + 1)
             if not self._wait_until(first):
-                yield slice_frames(batch, start, n)  # stopping: hand over the rest unpaced
-                return
+                return  # stopping: frames not due yet are not read (nor committed)
             yield slice_frames(batch, start, end)
             start = end
 
