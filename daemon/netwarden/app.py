@@ -237,7 +237,7 @@ class Pipeline:
             self._write(self.s.flow_sinks, flow_log)
         self._count_labels(flows, scores, alerts)
         for hook in self.hooks.on_scored:
-            hook(flows, scores, alerts)
+            self._guard("hook", hook, flows, scores, alerts)
 
     def _count_labels(self, flows: EndedFlows, scores: Any, alerts: list[Document]) -> None:
         manifest = self.s.model.manifest
