@@ -262,7 +262,9 @@ def test_reload_swaps_the_model_or_keeps_the_old_one(pcap: tuple[Path, int], mod
                                                      tmp_path: Path) -> None:
     m = Metrics()
     cfg = _cfg(model_dir, tmp_path)
-    pipe = build_pipeline(cfg, m, source=PcapSource([pcap[0]], metrics=m))
+    reloaded: list[str] = []
+    hooks = Hooks(on_reload=[lambda model: reloaded.append(model.manifest.version)])
+    pipe = build_pipeline(cfg, m, source=PcapSource([pcap[0]], metrics=m), hooks=hooks)
     old = pipe.s.model
 
     def broken() -> Any:
@@ -271,14 +273,14 @@ def test_reload_swaps_the_model_or_keeps_the_old_one(pcap: tuple[Path, int], mod
     pipe.s.reloader = broken
     (tmp_path / "alerts.jsonl").rename(tmp_path / "alerts.1")  # logrotate moved the file away
     assert not pipe.reload()
-    assert pipe.s.model is old
+    assert pipe.s.model is old and reloaded == []
     assert _sample(m, "netwarden_reloads_total", result="error") == 1
     other = write_model_dir(tmp_path / "v2", manifest_overrides={"version": "0.0.2"})
     pipe.s.reloader = lambda: load_scoring(cfg.with_overrides(model_dir=other), m)
     pipe.request_reload()
     with pipe:
         pipe.run()  # the loop performs the requested reload before the first batch
-    assert pipe.s.model.manifest.version == "0.0.2"
+    assert pipe.s.model.manifest.version == "0.0.2" and reloaded == ["0.0.2"]
     assert _sample(m, "netwarden_reloads_total", result="ok") == 1
     assert (tmp_path / "alerts.1").read_text() == ""
     assert len(_lines(tmp_path / "alerts.jsonl")) == pipe.summary.alerts > 0  # reopened

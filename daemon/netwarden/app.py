@@ -67,6 +67,7 @@ class Hooks:
     on_scored: list[Callable[[EndedFlows, Any, list[Document]], None]] = field(
         default_factory=list)
     on_commit: list[Callable[[dict[int, int]], None]] = field(default_factory=list)
+    on_reload: list[Callable[[Any], None]] = field(default_factory=list)  # the new model
 
 
 @dataclass(frozen=True)
@@ -335,6 +336,8 @@ class Pipeline:
         self.s.model, self.s.policy = model, policy
         self.m.reloads.labels(result="ok").inc()
         log.info("reloaded model %s %s", model.manifest.name, model.manifest.version)
+        for hook in self.hooks.on_reload:
+            self._guard("hook", hook, model)
         return True
 
     # --- errors ------------------------------------------------------------------------------

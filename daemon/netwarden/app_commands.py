@@ -118,9 +118,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     notifier = Notifier.from_env(os.environ)
     hooks = Hooks(on_tick=[loop_tick(health, Watchdog(notifier, health), metrics)])
     pipe = build_pipeline(cfg, metrics, realtime=args.realtime, hooks=hooks)
-    m = pipe.s.model.manifest
+    def model_loaded(model: Any) -> None:
+        health.set_model(f"{model.manifest.name} {model.manifest.version}", loaded=True)
+
+    hooks.on_reload.append(model_loaded)
+    model_loaded(pipe.s.model)
     health.set_source(pipe.s.source.name, connected=True)
-    health.set_model(f"{m.name} {m.version}", loaded=True)
     health.beat(time.time())
     server = None
     with pipe:
@@ -162,6 +165,19 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return OK
 
 
+def _compact(v: Any) -> str:
+    """A metric value on one line: numbers to 4 significant digits, dicts as k=v pairs.
+
+    >>> _compact({"rows": 6951, "f1": 0.97650081})
+    'rows=6951 f1=0.9765'
+    """
+    if isinstance(v, dict):
+        return " ".join(f"{k}={_compact(x)}" for k, x in v.items())
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
 def cmd_model_info(args: argparse.Namespace) -> int:
     """``netwarden model info DIR``: the manifest summary (``--json``: the whole manifest)."""
     from .scoring import load_model
@@ -185,6 +201,6 @@ def cmd_model_info(args: argparse.Namespace) -> int:
         ("flow", flow),
         ("explains", "attributions" if m.outputs.attributions else "benign statistics"),
     ]
-    rows += [(f"metric {k}", str(v)) for k, v in sorted(m.metrics.items())]
+    rows += [(f"metric {k}", _compact(v)) for k, v in sorted(m.metrics.items())]
     sys.stdout.write("".join(f"{k:<12} {v}\n" for k, v in rows))
     return OK
