@@ -87,9 +87,11 @@ def test_missing_dir_and_file_and_bad_json(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match=r"manifest\.json: file not found"):
         load_manifest(tmp_path / "empty")
     d = write_model_dir(tmp_path / "m")
-    (d / "manifest.json").write_text("{not json")
-    with pytest.raises(ModelError, match="not valid JSON"):
-        load_manifest(d)
+    for garbage in (b"{not json", b"\xff\xfe\x00binary", b"[" * 100_000):
+        (d / "manifest.json").write_bytes(garbage)
+        with pytest.raises(ModelError, match="manifest.json: not valid JSON") as ei:
+            load_manifest(d)
+        assert "\n" not in str(ei.value)
 
 
 def test_schema_mismatch_names_both_schemas(tmp_path: Path) -> None:

@@ -187,10 +187,14 @@ def _read_json(path: Path) -> Any:
         raise ModelError(f"{path}: file not found") from None
     except OSError as e:
         raise ModelError(f"{path}: cannot read: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise ModelError(f"{path}: not valid JSON: not UTF-8 text ({e.reason})") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise ModelError(f"{path}: not valid JSON: {e}") from None
+    except RecursionError:  # "[[[[..." thousands deep: json's recursive parser gives up
+        raise ModelError(f"{path}: not valid JSON: nested too deeply") from None
 
 
 def _classes(r: _Reader) -> tuple[str, ...]:
