@@ -12,7 +12,7 @@ import pytest
 from capwriter import PcapngBuilder, make_batch, pcap_bytes, write_pcap
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from netwarden.capture import CaptureError, open_capture
+from netwarden.capture import READER_SKIP_NAMES, CaptureError, open_capture
 from netwarden.decode import SkipReason, decode
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop
@@ -21,6 +21,7 @@ from scapy.packet import Raw
 
 T0 = 1_600_000_000_000_000_000
 GOOD = [(T0 + i * 1000, b"frame-%d" % i) for i in range(5)]
+NO_SKIPS = dict.fromkeys(READER_SKIP_NAMES, 0)
 HYP = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -113,7 +114,13 @@ def test_oversize_record_stops_the_file_with_one_warning(
 
 @pytest.mark.parametrize(
     "corrupt",
-    ["caplen_past_block", "length_not_multiple_of_4", "length_too_small", "trailer_mismatch"],
+    [
+        "caplen_past_block",
+        "length_not_multiple_of_4",
+        "length_too_small",
+        "length_zero",
+        "trailer_mismatch",
+    ],
 )
 def test_pcapng_impossible_lengths_stop_the_file(tmp_path: Path, corrupt: str) -> None:
     b = PcapngBuilder().shb().idb(1).epb(0, T0, b"ok")
@@ -125,11 +132,34 @@ def test_pcapng_impossible_lengths_stop_the_file(tmp_path: Path, corrupt: str) -
         data[before + 4 : before + 8] = struct.pack("<I", 41)
     elif corrupt == "length_too_small":
         data[before + 4 : before + 8] = struct.pack("<I", 8)
+    elif corrupt == "length_zero":  # would loop forever if the scan stepped by it
+        data[before + 4 : before + 8] = struct.pack("<I", 0)
     else:
         data[before + 36 : before + 40] = struct.pack("<I", 44)
     (tmp_path / "c.pcapng").write_bytes(bytes(data))
     n, skips, _ = read(tmp_path / "c.pcapng")
     assert (n, skips["bad_record_length"]) == (1, 1)
+
+
+def test_zero_length_section_header_and_interface_block(tmp_path: Path) -> None:
+    shb_zero = bytearray(PcapngBuilder().shb().idb(1).epb(0, T0, b"x").bytes())
+    shb_zero[4:8] = bytes(4)
+    (tmp_path / "shb.pcapng").write_bytes(bytes(shb_zero))
+    assert "impossible pcapng section header length 0" in open_error(tmp_path / "shb.pcapng")
+    b = PcapngBuilder().shb()
+    idb = len(b.bytes())
+    data = bytearray(b.idb(1).epb(0, T0, b"x").bytes())
+    data[idb + 4 : idb + 8] = bytes(4)
+    (tmp_path / "idb.pcapng").write_bytes(bytes(data))
+    assert read(tmp_path / "idb.pcapng")[:2] == (0, {**NO_SKIPS, "bad_record_length": 1})
+
+
+def test_huge_snaplen_in_pcap_header_is_harmless(tmp_path: Path) -> None:
+    # The file header's snaplen is advice; each record's own length (<= 256 KiB) is checked.
+    data = bytearray(pcap_bytes(GOOD))
+    data[16:20] = struct.pack("<I", 0xFFFF_FFFF)
+    (tmp_path / "snap.pcap").write_bytes(bytes(data))
+    assert read(tmp_path / "snap.pcap") == (5, NO_SKIPS, 5)
 
 
 def test_pcapng_bad_second_section_header(tmp_path: Path) -> None:

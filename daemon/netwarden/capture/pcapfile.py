@@ -108,7 +108,8 @@ def parse_pcap_header(head: bytes, *, path: str) -> PcapHeader:
 
 
 @njit(cache=True, inline="always")
-def _rd32(buf, p, swap):  # type: ignore[no-untyped-def]
+def rd32(buf, p, swap):  # type: ignore[no-untyped-def]
+    """Unsigned 32-bit value at ``buf[p]`` (as int64): little-endian, big-endian if ``swap``."""
     if swap:
         return (
             (np.int64(buf[p]) << 24)
@@ -151,7 +152,7 @@ def scan_pcap(buf, state, skips, hdr, limits, out):  # type: ignore[no-untyped-d
             skips[SKIP_TRUNCATED] += 1
             state[ST_DONE] = DONE_EOF
             break
-        incl = _rd32(buf, pos + 8, swap != 0)
+        incl = rd32(buf, pos + 8, swap != 0)
         if incl > MAX_CAPLEN:
             skips[SKIP_BAD_LENGTH] += 1
             state[ST_DONE] = DONE_BAD
@@ -170,9 +171,9 @@ def scan_pcap(buf, state, skips, hdr, limits, out):  # type: ignore[no-untyped-d
             continue
         offsets[n] = data
         caplen[n] = incl
-        wirelen[n] = _rd32(buf, rec + 12, swap != 0)
-        sec = _rd32(buf, rec, swap != 0)
-        ts_ns[n] = sec * 1_000_000_000 + _rd32(buf, rec + 4, swap != 0) * ts_mult
+        wirelen[n] = rd32(buf, rec + 12, swap != 0)
+        sec = rd32(buf, rec, swap != 0)
+        ts_ns[n] = sec * 1_000_000_000 + rd32(buf, rec + 4, swap != 0) * ts_mult
         lt[n] = linktype
         seq[n] = state[ST_NREC] - 1
         n += 1

@@ -33,6 +33,7 @@ from .pcapfile import (
     ST_PREV_TS,
     ST_SWAP,
     CaptureError,
+    rd32,
 )
 
 SHB = 0x0A0D0D0A
@@ -89,23 +90,6 @@ def check_pcapng_header(head: bytes, *, size: int, path: str) -> None:
 
 
 @njit(cache=True, inline="always")
-def _rd32(buf, p, swap):  # type: ignore[no-untyped-def]
-    if swap:
-        return (
-            (np.int64(buf[p]) << 24)
-            | (np.int64(buf[p + 1]) << 16)
-            | (np.int64(buf[p + 2]) << 8)
-            | np.int64(buf[p + 3])
-        )
-    return (
-        np.int64(buf[p])
-        | (np.int64(buf[p + 1]) << 8)
-        | (np.int64(buf[p + 2]) << 16)
-        | (np.int64(buf[p + 3]) << 24)
-    )
-
-
-@njit(cache=True, inline="always")
 def _rd16(buf, p, swap):  # type: ignore[no-untyped-def]
     if swap:
         return (np.int64(buf[p]) << 8) | np.int64(buf[p + 1])
@@ -116,7 +100,7 @@ def _rd16(buf, p, swap):  # type: ignore[no-untyped-def]
 def _read_idb(buf, body, bend, swap, row):  # type: ignore[no-untyped-def]
     """Fill one interface-table row from an IDB body (``body`` .. ``bend``)."""
     row[IF_LINKTYPE] = _rd16(buf, body, swap)
-    row[IF_SNAPLEN] = _rd32(buf, body + 4, swap)
+    row[IF_SNAPLEN] = rd32(buf, body + 4, swap)
     row[IF_TSRESOL] = 6  # default: microseconds
     row[IF_TSOFFSET] = 0
     p = body + 8
@@ -128,8 +112,8 @@ def _read_idb(buf, body, bend, swap, row):  # type: ignore[no-untyped-def]
         if code == OPT_TSRESOL and olen >= 1:
             row[IF_TSRESOL] = buf[p + 4]
         elif code == OPT_TSOFFSET and olen >= 8:
-            hi = _rd32(buf, p + 8, swap) if not swap else _rd32(buf, p + 4, swap)
-            lo = _rd32(buf, p + 4, swap) if not swap else _rd32(buf, p + 8, swap)
+            hi = rd32(buf, p + 8, swap) if not swap else rd32(buf, p + 4, swap)
+            lo = rd32(buf, p + 4, swap) if not swap else rd32(buf, p + 8, swap)
             row[IF_TSOFFSET] = (hi << 32) | lo
         p += 4 + ((olen + 3) & ~3)
 
@@ -169,19 +153,19 @@ def _block_length(buf, pos, state, skips):  # type: ignore[no-untyped-def]
     if pos + 12 > buf.shape[0]:
         return _stop(state, skips, SKIP_TRUNCATED, DONE_EOF, pos)
     swap = state[ST_SWAP]
-    if _rd32(buf, pos, swap) == SHB:
-        bom = _rd32(buf, pos + 8, 0)
+    if rd32(buf, pos, swap) == SHB:
+        bom = rd32(buf, pos + 8, 0)
         if bom != BOM and bom != BOM_SWAPPED:
             return _stop(state, skips, SKIP_BAD_SECTION, DONE_BAD, pos)
         swap = 0 if bom == BOM else 1
         state[ST_SWAP] = swap
         state[ST_NIF] = 0
-    blen = _rd32(buf, pos + 4, swap)
+    blen = rd32(buf, pos + 4, swap)
     if blen < 12 or blen % 4 != 0:
         return _stop(state, skips, SKIP_BAD_LENGTH, DONE_BAD, pos)
     if pos + blen > buf.shape[0]:
         return _stop(state, skips, SKIP_TRUNCATED, DONE_EOF, pos)
-    if _rd32(buf, pos + blen - 4, swap) != blen:  # the trailing copy of the length
+    if rd32(buf, pos + blen - 4, swap) != blen:  # the trailing copy of the length
         return _stop(state, skips, SKIP_BAD_LENGTH, DONE_BAD, pos)
     return blen
 
@@ -193,19 +177,19 @@ def _packet_block(buf, btype, body, bend, swap, snaplen0):  # type: ignore[no-un
     if btype == SPB:
         if bend - body < 4:
             return 0, -1, 0, 0, 0
-        orig = _rd32(buf, body, swap)
+        orig = rd32(buf, body, swap)
         cap = min(orig, bend - body - 4)
         if snaplen0 > 0:
             cap = min(cap, snaplen0)
         return body + 4, cap, orig, 0, 0
     if bend - body < 20:
         return 0, -1, 0, 0, 0
-    ifid = _rd16(buf, body, swap) if btype == OPB else _rd32(buf, body, swap)
-    raw = (_rd32(buf, body + 4, swap) << 32) | _rd32(buf, body + 8, swap)
-    cap = _rd32(buf, body + 12, swap)
+    ifid = _rd16(buf, body, swap) if btype == OPB else rd32(buf, body, swap)
+    raw = (rd32(buf, body + 4, swap) << 32) | rd32(buf, body + 8, swap)
+    cap = rd32(buf, body + 12, swap)
     if cap > bend - body - 20:
         cap = -1
-    return body + 20, cap, _rd32(buf, body + 16, swap), ifid, raw
+    return body + 20, cap, rd32(buf, body + 16, swap), ifid, raw
 
 
 @njit(cache=True)
@@ -236,7 +220,7 @@ def scan_pcapng(buf, state, skips, ifaces, limits, out):  # type: ignore[no-unty
         if blen < 0:
             break
         swap = state[ST_SWAP]
-        btype = _rd32(buf, pos, swap)
+        btype = rd32(buf, pos, swap)
         body, bend = pos + 8, pos + blen - 4
         pos += blen
         if btype == IDB:
