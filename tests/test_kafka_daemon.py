@@ -282,3 +282,39 @@ def test_sigkill_mid_topic_then_restart_loses_nothing(
           f"scored {len(f1)} flows ({len(a1)} alerts) and had {open_flows:.0f} open at SIGKILL; "
           f"run2 scored {len(f2)} flows ({len(a2)} alerts); all reference flows and alerts "
           f"present; {dupes} duplicate alert ids (same deterministic id, replayed)")
+
+
+def test_rebalance_hands_over_partitions_without_loss(
+        broker: Broker, captures: list[tuple[Path, list[FrameBatch]]],  # noqa: F811
+        tmp_path: Path, stop_all: list[Daemon]) -> None:
+    """A second daemon joins while the first holds open flows: the first ends the revoked
+    partitions' flows (reason ``revoked``), scores and commits them; nothing is lost."""
+    ref_flows, ref_alerts = reference([p for p, _ in captures], tmp_path)
+    broker.create_topic("reb", 4)
+    half = len(captures) // 2
+    first = ship(broker, "reb", [b for _, bs in captures[:half] for b in bs], partitions=4)
+    a = Daemon(tmp_path, "a", broker, "reb", "g")
+    stop_all.append(a)
+    pkts = "netwarden_packets_total"
+    wait_for(lambda: a.metric(pkts) >= first, 60, "the first half", [a])
+    b = Daemon(tmp_path, "b", broker, "reb", "g")
+    stop_all.append(b)
+    revoked = 'netwarden_flows_ended_total{reason="revoked"}'
+    wait_for(lambda: a.metric(revoked) > 0, 60, "a rebalance with revoked flows", [a, b])
+    wait_for(lambda: a.metric("netwarden_kafka_rebalances_total") >= 2
+             and b.metric("netwarden_kafka_rebalances_total") >= 1, 30, "the new assignment",
+             [a, b])
+    rest = ship(broker, "reb", [b for _, bs in captures[half:] for b in bs], partitions=4)
+    wait_for(lambda: a.metric(pkts) + b.metric(pkts) >= first + rest, 60, "all packets",
+             [a, b])
+    n_revoked = a.metric(revoked)
+    for d in (a, b):
+        d.signal(signal.SIGTERM)
+        assert d.proc.returncode == 0, d.tail()
+    flows = keys(a.flows) | keys(b.flows)
+    alerts = keys(a.alerts) | keys(b.alerts)
+    assert not ref_flows - flows, f"flows lost: {sorted(ref_flows - flows)[:5]}"
+    assert not ref_alerts - alerts, f"alerts lost: {sorted(ref_alerts - alerts)[:5]}"
+    print(f"\nrebalance: {n_revoked:.0f} flows ended as revoked on the first daemon; "
+          f"{len(flows)} distinct flows scored (reference {len(ref_flows)}), all reference "
+          f"flows and alerts present")
