@@ -48,6 +48,7 @@ def test_alerts_reach_topic_keyed_by_flow(broker: Broker) -> None:  # noqa: F811
     m = Metrics()
     s = sink(broker, "alerts", m)
     s.write([alert(i) for i in range(20)])
+    s.write([alert(3)])  # scored again after a replay: same deterministic id
     s.flush()
     assert m.kafka_alerts_produced._value.get() == 20  # flush returned: all acked
     s.close()
@@ -55,6 +56,7 @@ def test_alerts_reach_topic_keyed_by_flow(broker: Broker) -> None:  # noqa: F811
     assert sorted(k for k, _ in got) == sorted(f"1:flow{i}".encode() for i in range(20))
     assert all(doc["flow"]["id"].encode() == k for k, doc in got)
     assert m.kafka_produce_errors._value.get() == 0
+    assert m.alerts_suppressed.labels(reason="duplicate")._value.get() == 1
 
 
 def test_broker_down_flush_fails_bounded_then_recovers(broker: Broker) -> None:  # noqa: F811

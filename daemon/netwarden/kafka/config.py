@@ -56,6 +56,7 @@ class KafkaSettings:
     delivery_timeout_ms: int = 30_000
     flush_timeout_s: float = 10.0
     retry_buffer: int = 10_000  # failed alerts kept for the next flush before dropping
+    dedup_window: int = 100_000  # alert ids remembered to suppress re-sends (0: off)
     security: Mapping[str, Any] = field(default_factory=dict)
 
     def client_options(self) -> dict[str, Any]:

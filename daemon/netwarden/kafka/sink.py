@@ -15,7 +15,7 @@ import json
 import logging
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -70,13 +70,35 @@ class KafkaAlertSink:
         self._unacked = 0
         self._failures = 0  # sends that failed since the last flush
         self._last_log = 0.0
+        self._recent: OrderedDict[str, None] = OrderedDict()  # ids sent, oldest first
         self._lock = threading.Lock()  # ack callbacks run on kafka-python's I/O thread
 
     def write(self, docs: Sequence[Document]) -> None:
-        """Queue documents for sending; never waits longer than ``max_block_ms`` per call."""
+        """Queue documents for sending; never waits longer than ``max_block_ms`` per call.
+
+        A document whose ``event.id`` this sink already sent (a flow scored again after a
+        Kafka replay inside this process) is suppressed and counted in
+        ``alerts_suppressed{reason="duplicate"}``.
+        """
         for doc in docs:
+            if self._seen_before(doc):
+                self.metrics.alerts_suppressed.labels(reason="duplicate").inc()
+                continue
             self._send(flow_key(doc), json.dumps(doc, separators=(",", ":"),
                                                  default=str).encode())
+
+    def _seen_before(self, doc: Document) -> bool:
+        event = doc.get("event")
+        doc_id = event.get("id") if isinstance(event, Mapping) else None
+        if doc_id is None or self.settings.dedup_window == 0:
+            return False
+        if doc_id in self._recent:
+            self._recent.move_to_end(doc_id)
+            return True
+        self._recent[doc_id] = None
+        if len(self._recent) > self.settings.dedup_window:
+            self._recent.popitem(last=False)
+        return False
 
     def flush(self) -> None:
         """Resend failed alerts, then wait until all are acked (at most ``flush_timeout_s``)."""
