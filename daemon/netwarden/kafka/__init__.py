@@ -1,9 +1,10 @@
 """Kafka integration: raw-packet topics in (``kafka://`` source), alerts out (``kafka://``
 sink), and the ``netwarden ship`` producer.  See docs/kafka.md.
 
-The source is found by the source registry (``netwarden.kafka.source.open_source``).  The sink
-registry passes no config to factories, so :func:`install` registers the ``kafka`` sink scheme
-with the ``[kafka]`` table's settings (security, timeouts); call it once at start-up.
+The source registry finds ``netwarden.kafka.source.open_source``; ``app_build`` opens
+``kafka://`` alert sinks with ``netwarden.kafka.sink.open_kafka_sink`` and the ``[kafka]``
+table.  Other users of :func:`netwarden.sinks.open_sink` (whose factories get no config) call
+:func:`install` once to register the ``kafka`` sink scheme with the table's settings.
 """
 
 from __future__ import annotations
