@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from netwarden.features.cic_schema import CIC_SCHEMA
 from netwarden_train import config, splits
 from netwarden_train.clean import clean
@@ -20,26 +19,87 @@ from netwarden_train.table import FlowTable
 # The MachineLearningCVE header of the original CIC-IDS2017 release, in schema order, written
 # out by hand (None: the column does not exist in that release).
 MLCVE = [
-    " Flow Duration", " Total Fwd Packets", " Total Backward Packets",
-    "Total Length of Fwd Packets", " Total Length of Bwd Packets", " Fwd Packet Length Max",
-    " Fwd Packet Length Min", " Fwd Packet Length Mean", " Fwd Packet Length Std",
-    "Bwd Packet Length Max", " Bwd Packet Length Min", " Bwd Packet Length Mean",
-    " Bwd Packet Length Std", "Flow Bytes/s", " Flow Packets/s", " Flow IAT Mean",
-    " Flow IAT Std", " Flow IAT Max", " Flow IAT Min", "Fwd IAT Total", " Fwd IAT Mean",
-    " Fwd IAT Std", " Fwd IAT Max", " Fwd IAT Min", "Bwd IAT Total", " Bwd IAT Mean",
-    " Bwd IAT Std", " Bwd IAT Max", " Bwd IAT Min", "Fwd PSH Flags", " Bwd PSH Flags",
-    " Fwd URG Flags", " Bwd URG Flags", None, None, " Fwd Header Length",
-    " Bwd Header Length", "Fwd Packets/s", " Bwd Packets/s", " Min Packet Length",
-    " Max Packet Length", " Packet Length Mean", " Packet Length Std",
-    " Packet Length Variance", "FIN Flag Count", " SYN Flag Count", " RST Flag Count",
-    " PSH Flag Count", " ACK Flag Count", " URG Flag Count", " CWE Flag Count",
-    " ECE Flag Count", " Down/Up Ratio", " Average Packet Size", " Avg Fwd Segment Size",
-    " Avg Bwd Segment Size", "Fwd Avg Bytes/Bulk", " Fwd Avg Packets/Bulk",
-    " Fwd Avg Bulk Rate", " Bwd Avg Bytes/Bulk", " Bwd Avg Packets/Bulk", "Bwd Avg Bulk Rate",
-    "Subflow Fwd Packets", " Subflow Fwd Bytes", " Subflow Bwd Packets", " Subflow Bwd Bytes",
-    "Init_Win_bytes_forward", " Init_Win_bytes_backward", " act_data_pkt_fwd",
-    " min_seg_size_forward", "Active Mean", " Active Std", " Active Max", " Active Min",
-    "Idle Mean", " Idle Std", " Idle Max", " Idle Min", None, None, None,
+    " Flow Duration",
+    " Total Fwd Packets",
+    " Total Backward Packets",
+    "Total Length of Fwd Packets",
+    " Total Length of Bwd Packets",
+    " Fwd Packet Length Max",
+    " Fwd Packet Length Min",
+    " Fwd Packet Length Mean",
+    " Fwd Packet Length Std",
+    "Bwd Packet Length Max",
+    " Bwd Packet Length Min",
+    " Bwd Packet Length Mean",
+    " Bwd Packet Length Std",
+    "Flow Bytes/s",
+    " Flow Packets/s",
+    " Flow IAT Mean",
+    " Flow IAT Std",
+    " Flow IAT Max",
+    " Flow IAT Min",
+    "Fwd IAT Total",
+    " Fwd IAT Mean",
+    " Fwd IAT Std",
+    " Fwd IAT Max",
+    " Fwd IAT Min",
+    "Bwd IAT Total",
+    " Bwd IAT Mean",
+    " Bwd IAT Std",
+    " Bwd IAT Max",
+    " Bwd IAT Min",
+    "Fwd PSH Flags",
+    " Bwd PSH Flags",
+    " Fwd URG Flags",
+    " Bwd URG Flags",
+    None,
+    None,
+    " Fwd Header Length",
+    " Bwd Header Length",
+    "Fwd Packets/s",
+    " Bwd Packets/s",
+    " Min Packet Length",
+    " Max Packet Length",
+    " Packet Length Mean",
+    " Packet Length Std",
+    " Packet Length Variance",
+    "FIN Flag Count",
+    " SYN Flag Count",
+    " RST Flag Count",
+    " PSH Flag Count",
+    " ACK Flag Count",
+    " URG Flag Count",
+    " CWE Flag Count",
+    " ECE Flag Count",
+    " Down/Up Ratio",
+    " Average Packet Size",
+    " Avg Fwd Segment Size",
+    " Avg Bwd Segment Size",
+    "Fwd Avg Bytes/Bulk",
+    " Fwd Avg Packets/Bulk",
+    " Fwd Avg Bulk Rate",
+    " Bwd Avg Bytes/Bulk",
+    " Bwd Avg Packets/Bulk",
+    "Bwd Avg Bulk Rate",
+    "Subflow Fwd Packets",
+    " Subflow Fwd Bytes",
+    " Subflow Bwd Packets",
+    " Subflow Bwd Bytes",
+    "Init_Win_bytes_forward",
+    " Init_Win_bytes_backward",
+    " act_data_pkt_fwd",
+    " min_seg_size_forward",
+    "Active Mean",
+    " Active Std",
+    " Active Max",
+    " Active Min",
+    "Idle Mean",
+    " Idle Std",
+    " Idle Max",
+    " Idle Min",
+    None,
+    None,
+    None,
 ]
 
 
@@ -49,8 +109,7 @@ def test_mlcve_header_list_matches_schema_length() -> None:
 
 def test_both_header_variants_map_to_the_same_rows(tmp_path: Path) -> None:
     cur = read_csvs([write_csv(tmp_path / "cur.csv", 20)])[0]
-    old = read_csvs([write_csv(tmp_path / "old.csv", 20, header=MLCVE,
-                               label_column=" Label")])[0]
+    old = read_csvs([write_csv(tmp_path / "old.csv", 20, header=MLCVE, label_column=" Label")])[0]
     assert cur.x.shape == old.x.shape == (60, len(CIC_SCHEMA))
     np.testing.assert_array_equal(cur.x, old.x)
     assert list(old.family) == list(cur.family)
@@ -58,8 +117,13 @@ def test_both_header_variants_map_to_the_same_rows(tmp_path: Path) -> None:
 
 def test_missing_columns_get_documented_defaults(tmp_path: Path) -> None:
     hm = map_header([n for n in MLCVE if n is not None] + [" Label"])
-    assert set(hm.missing) == {"Fwd RST Flags", "Bwd RST Flags", "ICMP Code", "ICMP Type",
-                               "Total TCP Flow Time"}
+    assert set(hm.missing) == {
+        "Fwd RST Flags",
+        "Bwd RST Flags",
+        "ICMP Code",
+        "ICMP Type",
+        "Total TCP Flow Time",
+    }
     old = read_csvs([write_csv(tmp_path / "old.csv", 5, header=MLCVE)])[0]
     assert (old.x[:, CIC_SCHEMA.index("ICMP Type")] == -1).all()
 
@@ -71,12 +135,21 @@ def test_header_without_features_is_refused(tmp_path: Path) -> None:
         read_csvs([p])
 
 
-@pytest.mark.parametrize(("raw", "fam"), [
-    ("Web Attack \x96 Brute Force", "WebAttack"), ("Web Attack - XSS", "WebAttack"),
-    ("PortScan", "PortScan"), ("Portscan", "PortScan"), ("DoS slowhttptest", "DoS"),
-    ("BENIGN", "BENIGN"), ("Bot", "Botnet"), ("Infiltration - Portscan", "PortScan"),
-    ("FTP-Patator", "BruteForce"), (" SSH-Patator ", "BruteForce"),
-])
+@pytest.mark.parametrize(
+    ("raw", "fam"),
+    [
+        ("Web Attack \x96 Brute Force", "WebAttack"),
+        ("Web Attack - XSS", "WebAttack"),
+        ("PortScan", "PortScan"),
+        ("Portscan", "PortScan"),
+        ("DoS slowhttptest", "DoS"),
+        ("BENIGN", "BENIGN"),
+        ("Bot", "Botnet"),
+        ("Infiltration - Portscan", "PortScan"),
+        ("FTP-Patator", "BruteForce"),
+        (" SSH-Patator ", "BruteForce"),
+    ],
+)
 def test_label_spellings(raw: str, fam: str) -> None:
     assert family(raw) == fam
 
@@ -94,8 +167,9 @@ def test_attempted_and_unknown_labels_are_dropped_and_counted(tmp_path: Path) ->
 
 def _table(x: np.ndarray, fam: list[str], origin: str = "csv") -> FlowTable:
     f = np.array(fam)
-    return FlowTable(x, f, f, np.full(len(f), "s"), np.arange(len(f)).astype(str),
-                     np.full(len(f), origin))
+    return FlowTable(
+        x, f, f, np.full(len(f), "s"), np.arange(len(f)).astype(str), np.full(len(f), origin)
+    )
 
 
 def test_cleaning_drops_bad_rows_with_reasons() -> None:
@@ -113,8 +187,9 @@ def test_cleaning_drops_bad_rows_with_reasons() -> None:
 
 def test_conflicting_labels_majority_wins() -> None:
     x = np.zeros((4, len(CIC_SCHEMA)))
-    t, rep = clean(_table(x, ["DoS", "DoS", "BENIGN", "DoS"], "capture"),
-                   max_copies={"capture": 10})
+    t, rep = clean(
+        _table(x, ["DoS", "DoS", "BENIGN", "DoS"], "capture"), max_copies={"capture": 10}
+    )
     assert list(t.family) == ["DoS"] * 3
     assert rep.dropped["conflicting_label"] == 1
 
@@ -135,9 +210,10 @@ def test_stratified_and_grouped_splits() -> None:
 
 
 def test_config_names_the_bad_key() -> None:
-    with pytest.raises(ValueError, match="'train.lr_max'"):
+    with pytest.raises(ValueError, match=r"'train\.lr_max'"):
         config.from_dict({"train": {"lr_max": 1}})
-    with pytest.raises(ValueError, match="'model.activation'"):
+    with pytest.raises(ValueError, match=r"'model\.activation'"):
         config.from_dict({"model": {"activation": "swish2"}})
-    cfg = config.load(Path(__file__).resolve().parent.parent / "training/configs/netwarden-cic.toml")
+    repo = Path(__file__).resolve().parent.parent
+    cfg = config.load(repo / "training" / "configs" / "netwarden-cic.toml")
     assert cfg.name == "netwarden-cic"

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from netwarden.flows.params import FLOW_META_DTYPE, FlowParams
 from netwarden_train.captures import extract, table_for
 from netwarden_train.rules import CaptureRules, Rule, label_flows, load_rules
@@ -34,21 +33,26 @@ def _meta(rows: list[tuple[str, str, int, int, int, float]]) -> np.ndarray:
 
 def test_rules_match_hosts_either_direction_ports_and_time() -> None:
     net = ipaddress.ip_network
-    cap = CaptureRules(Path("x.pcap"), "BENIGN", (
-        Rule("DoS", hosts=(net("10.0.0.9/32"),), ports=(80,), after_s=1.0, before_s=5.0),
-        Rule("PortScan", hosts=(net("10.0.0.0/24"),), peers=(net("2001:db8::/32"),), proto=6),
-        Rule("drop", proto=17),
-    ))
-    meta = _meta([
-        ("10.0.0.9", "10.1.1.1", 4000, 80, 6, 2.0),     # attacker -> victim:80 in window
-        ("10.1.1.1", "10.0.0.9", 80, 4000, 6, 3.0),     # reverse direction, still matches
-        ("10.0.0.9", "10.1.1.1", 4000, 80, 6, 9.0),     # outside the time window
-        ("10.0.0.7", "2001:db8::1", 1, 22, 6, 9.0),     # v4 host, v6 peer: second rule
-        ("192.168.0.1", "192.168.0.2", 53, 53, 17, 0.0),  # UDP: dropped
-        ("192.168.0.1", "192.168.0.2", 1, 2, 6, 0.0),   # nothing matches: default
-    ])
-    assert label_flows(meta, cap, t0_ns=0) == [
-        "DoS", "DoS", "BENIGN", "PortScan", "drop", "BENIGN"]
+    cap = CaptureRules(
+        Path("x.pcap"),
+        "BENIGN",
+        (
+            Rule("DoS", hosts=(net("10.0.0.9/32"),), ports=(80,), after_s=1.0, before_s=5.0),
+            Rule("PortScan", hosts=(net("10.0.0.0/24"),), peers=(net("2001:db8::/32"),), proto=6),
+            Rule("drop", proto=17),
+        ),
+    )
+    meta = _meta(
+        [
+            ("10.0.0.9", "10.1.1.1", 4000, 80, 6, 2.0),  # attacker -> victim:80 in window
+            ("10.1.1.1", "10.0.0.9", 80, 4000, 6, 3.0),  # reverse direction, still matches
+            ("10.0.0.9", "10.1.1.1", 4000, 80, 6, 9.0),  # outside the time window
+            ("10.0.0.7", "2001:db8::1", 1, 22, 6, 9.0),  # v4 host, v6 peer: second rule
+            ("192.168.0.1", "192.168.0.2", 53, 53, 17, 0.0),  # UDP: dropped
+            ("192.168.0.1", "192.168.0.2", 1, 2, 6, 0.0),  # nothing matches: default
+        ]
+    )
+    assert label_flows(meta, cap, t0_ns=0) == ["DoS", "DoS", "BENIGN", "PortScan", "drop", "BENIGN"]
 
 
 def test_rules_file_is_validated(tmp_path: Path) -> None:
@@ -57,8 +61,10 @@ def test_rules_file_is_validated(tmp_path: Path) -> None:
     p.write_text(f'root = "{tmp_path}"\n[[capture]]\npath = "a.pcap"\ndefault = "Martian"\n')
     with pytest.raises(ValueError, match="known label"):
         load_rules(p)
-    p.write_text(f'root = "{tmp_path}"\n[[capture]]\npath = "a.pcap"\n[[capture.rule]]\n'
-                 'label = "DoS"\nhost = ["1.2.3.4"]\n')
+    p.write_text(
+        f'root = "{tmp_path}"\n[[capture]]\npath = "a.pcap"\n[[capture.rule]]\n'
+        'label = "DoS"\nhost = ["1.2.3.4"]\n'
+    )
     with pytest.raises(ValueError, match="unknown key"):
         load_rules(p)
 

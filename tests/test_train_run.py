@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from netwarden.features.cic_schema import CIC_SCHEMA
 from netwarden.scoring.model import load_model
 from netwarden_train import config, run
@@ -17,7 +16,8 @@ from netwarden_train.evaluation import detection_at_fpr, evaluate, roc_curve
 from netwarden_train.synthetic import make_table, write_csv
 
 TINY = {
-    "name": "tiny", "seed": 3,
+    "name": "tiny",
+    "seed": 3,
     "data": {"val": 0.2, "test": 0.2},
     "model": {"hidden": [16], "dropout": 0.0},
     "train": {"epochs": 15, "batch_size": 32, "patience": 5, "lr": 0.01},
@@ -29,14 +29,23 @@ TINY = {
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("tiny")
     csv = write_csv(d / "flows.csv", 120)
-    cfg = config.from_dict({**TINY, "runs_dir": str(d / "runs"),
-                            "data": {**TINY["data"], "csv": [str(csv)]}})
+    cfg = config.from_dict(
+        {**TINY, "runs_dir": str(d / "runs"), "data": {**TINY["data"], "csv": [str(csv)]}}
+    )
     return run.run(cfg)
 
 
 def test_run_writes_everything(tiny_run: Path) -> None:
-    for name in ("config.json", "data_summary.json", "metrics.json", "report.md", "DONE",
-                 "confusion_stratified.png", "model/model.onnx", "model/manifest.json"):
+    for name in (
+        "config.json",
+        "data_summary.json",
+        "metrics.json",
+        "report.md",
+        "DONE",
+        "confusion_stratified.png",
+        "model/model.onnx",
+        "model/manifest.json",
+    ):
         assert (tiny_run / name).is_file(), name
     assert (tiny_run / "confusion_stratified.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     m = json.loads((tiny_run / "metrics.json").read_text())
@@ -49,8 +58,9 @@ def test_run_writes_everything(tiny_run: Path) -> None:
 
 def test_run_is_reproducible(tiny_run: Path, tmp_path: Path) -> None:
     csv = write_csv(tmp_path / "flows.csv", 120)
-    cfg = config.from_dict({**TINY, "runs_dir": str(tmp_path / "runs"),
-                            "data": {**TINY["data"], "csv": [str(csv)]}})
+    cfg = config.from_dict(
+        {**TINY, "runs_dir": str(tmp_path / "runs"), "data": {**TINY["data"], "csv": [str(csv)]}}
+    )
     again = run.run(cfg)
     a = json.loads((tiny_run / "metrics.json").read_text())["test_stratified"]["all"]
     b = json.loads((again / "metrics.json").read_text())["test_stratified"]["all"]
@@ -72,8 +82,9 @@ def test_attribution_names_the_decisive_feature(tiny_run: Path) -> None:
     assert (top == i).mean() > 0.9
 
 
-def test_cli_evaluate_prints_json(tiny_run: Path, tmp_path: Path,
-                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_evaluate_prints_json(
+    tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     csv = write_csv(tmp_path / "other.csv", 30, seed=5)
     assert main(["evaluate", "--model", str(tiny_run / "model"), "--data", str(csv)]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -109,7 +120,7 @@ def test_roc_auc_and_detection_against_brute_force() -> None:
     prob = np.stack([1 - p1, p1], axis=1)
     m = evaluate(y, prob, ["BENIGN", "X"], benign=0, threshold=0.5)
     pos, neg = p1[y == 1], p1[y == 0]
-    brute = ((pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean())
+    brute = (pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean()
     assert m["binary"]["roc_auc"] == pytest.approx(brute, abs=1e-9)
     d = detection_at_fpr(p1, y == 1, 0.01)
     assert d["fpr"] <= 0.01 and d["detection_rate"] == pytest.approx((pos >= d["threshold"]).mean())

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from netwarden.flows.params import FlowParams
 from netwarden.scoring.model import load_model
 
@@ -44,8 +43,11 @@ def per_capture(t: FlowTable, score: np.ndarray, threshold: float) -> dict[str, 
     for src in np.unique(t.source).tolist():
         m = t.source == src
         fams = sorted(set(t.family[m].tolist()))
-        out[src] = {"label": "/".join(fams), "flows": int(m.sum()),
-                    "alerted": float((score[m] >= threshold).mean())}
+        out[src] = {
+            "label": "/".join(fams),
+            "flows": int(m.sum()),
+            "alerted": float((score[m] >= threshold).mean()),
+        }
     return out
 
 
@@ -55,16 +57,24 @@ def assess(model_dir: Path, paths: list[Path]) -> dict[str, Any]:
     classes = list(model.manifest.classes)
     params = model.manifest.flow
     csv_t, cap_t = load_tables(paths, params)
-    out: dict[str, Any] = {"model": str(model_dir), "threshold": model.threshold,
-                           "threshold_source": model.threshold_source}
+    out: dict[str, Any] = {
+        "model": str(model_dir),
+        "threshold": model.threshold,
+        "threshold_source": model.threshold_source,
+    }
     for name, t in (("csv", csv_t), ("captures", cap_t)):
         if len(t) == 0:
             continue
         t = t.take(np.isin(t.family, classes))  # a family this model lacks cannot be scored
         s = model.score(t.x.astype(np.float32))
         y = np.array([classes.index(f) for f in t.family.tolist()], dtype=np.int64)
-        out[name] = evaluate(y, s.probs.astype(np.float64), classes,
-                             benign=model.manifest.benign_index, threshold=model.threshold)
+        out[name] = evaluate(
+            y,
+            s.probs.astype(np.float64),
+            classes,
+            benign=model.manifest.benign_index,
+            threshold=model.threshold,
+        )
         if name == "captures":
             out["per_capture"] = per_capture(t, s.attack_score, model.threshold)
     return out

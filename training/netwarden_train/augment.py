@@ -16,7 +16,10 @@ F32 = npt.NDArray[np.float32]
 
 
 def augment(
-    z: F32, y: npt.NDArray[np.int64], cells: npt.NDArray[np.str_], cfg: AugmentConfig,
+    z: F32,
+    y: npt.NDArray[np.int64],
+    cells: npt.NDArray[np.str_],
+    cfg: AugmentConfig,
     rng: np.random.Generator,
 ) -> tuple[F32, npt.NDArray[np.int64], npt.NDArray[np.str_]]:
     """Extra synthetic rows (only the new ones) for the rare cells (class x origin)."""

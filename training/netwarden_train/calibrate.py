@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-
 from netwarden.scoring.model import load_model
 
 from .captures import extract
@@ -34,7 +33,7 @@ def threshold_for_rate(scores: npt.NDArray[np.float64], max_alert_rate: float) -
     s = np.sort(np.asarray(scores, dtype=np.float64))
     if len(s) == 0:
         raise ValueError("calibration needs at least one benign flow")
-    allowed = int(math.floor(max_alert_rate * len(s)))  # flows that may alert
+    allowed = math.floor(max_alert_rate * len(s))  # flows that may alert
     # the threshold sits just above the (allowed+1)-th highest score
     t = float(np.nextafter(s[len(s) - allowed - 1], np.inf))
     return min(t, 1.0)
@@ -51,8 +50,12 @@ def benign_flows(pcaps: list[Path], model_dir: Path) -> FlowTable:
 
 
 def calibrate(
-    model_dir: Path, *, benign: list[Path] | None = None, x: np.ndarray | None = None,
-    max_alert_rate: float, out: Path | None = None,
+    model_dir: Path,
+    *,
+    benign: list[Path] | None = None,
+    x: np.ndarray | None = None,
+    max_alert_rate: float,
+    out: Path | None = None,
 ) -> dict[str, Any]:
     """Compute and write the threshold override; returns what was written.
 
@@ -68,7 +71,7 @@ def calibrate(
         "source": f"calibrate on {len(scores)} benign flows"
         + (f" from {', '.join(p.name for p in benign)}" if benign else ""),
         "max_alert_rate": max_alert_rate,
-        "flows": int(len(scores)),
+        "flows": len(scores),
         "alert_rate_at_threshold": float((scores >= t).mean()),
         "manifest_threshold": model.manifest.threshold,
     }

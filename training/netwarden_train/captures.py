@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from netwarden.flows.params import EndedFlows, FlowParams
 
 from .manifest import sha256_file
@@ -35,8 +34,12 @@ def extract(paths: list[Path], params: FlowParams) -> Iterator[tuple[Path, Ended
         if not got:
             yield p, EndedFlows.empty(N_FEATURES)
             continue
-        yield p, EndedFlows(np.concatenate([g.meta for g in got]),
-                            np.concatenate([g.features for g in got]))
+        yield (
+            p,
+            EndedFlows(
+                np.concatenate([g.meta for g in got]), np.concatenate([g.features for g in got])
+            ),
+        )
 
 
 def table_for(cap: CaptureRules, flows: EndedFlows) -> tuple[FlowTable, Counter[str]]:
@@ -50,8 +53,12 @@ def table_for(cap: CaptureRules, flows: EndedFlows) -> tuple[FlowTable, Counter[
     n = int(keep.sum())
     name = cap.path.name
     t = FlowTable(
-        flows.features[keep].astype(np.float64), labels[keep], labels[keep],
-        np.full(n, name), np.full(n, f"capture:{name}"), np.full(n, "capture"),
+        flows.features[keep].astype(np.float64),
+        labels[keep],
+        labels[keep],
+        np.full(n, name),
+        np.full(n, f"capture:{name}"),
+        np.full(n, "capture"),
     )
     return t, counts
 

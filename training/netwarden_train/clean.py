@@ -11,7 +11,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from netwarden.features.cic_schema import CIC_SCHEMA
 
 from .table import FlowTable
@@ -98,8 +97,9 @@ def _conflicts(t: FlowTable) -> np.ndarray:
     for k, c in votes.items():
         (top, n), *rest = c.most_common()
         winner[k] = "" if rest and rest[0][1] == n else top
-    return np.array([winner[k] != f for k, f in zip(keys.tolist(), t.family.tolist(), strict=True)],
-                    dtype=bool)
+    return np.array(
+        [winner[k] != f for k, f in zip(keys.tolist(), t.family.tolist(), strict=True)], dtype=bool
+    )
 
 
 def _copies_over(t: FlowTable, max_copies: np.ndarray) -> np.ndarray:

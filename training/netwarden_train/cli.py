@@ -38,8 +38,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _calibrate(args: argparse.Namespace) -> int:
     from .calibrate import calibrate
 
-    doc = calibrate(args.model, benign=list(args.benign), max_alert_rate=args.max_alert_rate,
-                    out=args.out)
+    doc = calibrate(
+        args.model, benign=list(args.benign), max_alert_rate=args.max_alert_rate, out=args.out
+    )
     print(json.dumps(doc, indent=1))
     return 0
 
@@ -66,17 +67,30 @@ def add_parser(subparsers: Any) -> None:
 
     p = subparsers.add_parser("evaluate", help="metrics of a model on CSVs or labelled captures")
     p.add_argument("--model", type=Path, required=True, help="model folder (manifest.json)")
-    p.add_argument("--data", type=Path, nargs="+", required=True,
-                   help="flow CSV files/folders, or label-rule TOML files naming captures")
+    p.add_argument(
+        "--data",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="flow CSV files/folders, or label-rule TOML files naming captures",
+    )
     p.set_defaults(func=_evaluate)
 
     p = subparsers.add_parser("calibrate", help="fit the alert threshold on benign traffic")
     p.add_argument("--model", type=Path, required=True)
     p.add_argument("--benign", type=Path, nargs="+", required=True, help="benign captures")
-    p.add_argument("--max-alert-rate", type=float, required=True,
-                   help="target share of benign flows that may alert, e.g. 0.001")
-    p.add_argument("--out", type=Path, default=None,
-                   help="where to write threshold.json (default: inside the model folder)")
+    p.add_argument(
+        "--max-alert-rate",
+        type=float,
+        required=True,
+        help="target share of benign flows that may alert, e.g. 0.001",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="where to write threshold.json (default: inside the model folder)",
+    )
     p.set_defaults(func=_calibrate)
 
     p = subparsers.add_parser("publish", help="copy a finished run's model into a model folder")
@@ -92,8 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     add_parser(sub)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         return int(args.func(args))
     except (ValueError, FileNotFoundError) as e:

@@ -50,8 +50,11 @@ class TrainConfig:
     batch_size: int = 512
     schedule: str = "cosine"  # cosine | step | none
     patience: int = 6  # epochs without a better validation macro-F1 before stopping
+    keep: str = "best"  # best (epoch with the best validation macro-F1) | last
     class_weighting: str = "inverse_sqrt"  # inverse | inverse_sqrt | none
     benign_weight: float = 1.0  # extra loss weight on BENIGN rows (fewer false alarms)
+    # extra weight per cell prefix "<family>|<origin>[|file]", e.g. {"BENIGN|capture" = 4.0}
+    cell_weight: dict[str, float] = field(default_factory=dict)
     balanced_sampling: bool = False
     device: str = "auto"  # auto | cpu | cuda
 
@@ -71,6 +74,8 @@ class ExportConfig:
     attributions: bool = True
     quantize: bool = True
     threshold: float = 0.5
+    # > 0: raise the threshold until at most this share of validation benign flows alerts
+    threshold_max_fpr: float = 0.0
     parity_tol: float = 1e-4
 
 
@@ -100,6 +105,7 @@ _CHOICES = {
     "train.schedule": ("cosine", "step", "none"),
     "train.class_weighting": ("inverse", "inverse_sqrt", "none"),
     "train.device": ("auto", "cpu", "cuda"),
+    "train.keep": ("best", "last"),
 }
 
 

@@ -8,7 +8,6 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-
 from netwarden.features.cic_schema import CIC_SCHEMA
 
 from .columns import MISSING_DEFAULTS, HeaderMap, check_required, map_header

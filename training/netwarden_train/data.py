@@ -68,8 +68,11 @@ def load(cfg: DataConfig) -> DataBundle:
         cap_t, cap_summary, cap_files = load_captures(Path(cfg.captures))
         tables.append(cap_t)
         files.update(cap_files)
-    t, rep = clean(FlowTable.concat(tables), dedupe=cfg.dedupe,
-                   max_copies={"csv": 1, "capture": cfg.capture_max_copies})
+    t, rep = clean(
+        FlowTable.concat(tables),
+        dedupe=cfg.dedupe,
+        max_copies={"csv": 1, "capture": cfg.capture_max_copies},
+    )
     if cfg.max_rows_per_class > 0:
         t = _cap_rows(t, cfg.max_rows_per_class)
     classes = class_list(t.family)

@@ -96,15 +96,19 @@ def evaluate(
     score = 1.0 - prob[:, benign]
     is_attack = y != benign
     out: dict[str, Any] = {
-        "rows": int(len(y)),
+        "rows": len(y),
         "accuracy": float((pred == y).mean()) if len(y) else float("nan"),
         "macro_f1": float(f1[present].mean()) if present.any() else float("nan"),
         "weighted_f1": float((f1 * support).sum() / max(1, support.sum())),
         "macro_precision": float(prec[present].mean()) if present.any() else float("nan"),
         "macro_recall": float(rec[present].mean()) if present.any() else float("nan"),
         "per_class": {
-            c: {"precision": float(prec[i]), "recall": float(rec[i]), "f1": float(f1[i]),
-                "support": int(support[i])}
+            c: {
+                "precision": float(prec[i]),
+                "recall": float(rec[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
             for i, c in enumerate(classes)
         },
         "confusion": cm.tolist(),

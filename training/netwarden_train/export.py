@@ -48,14 +48,23 @@ def layers_of(model: Classifier) -> list[Layer]:
 
 
 def to_onnx(
-    model: Classifier, *, benign: int, z_ref: npt.NDArray[np.float32], opset: int,
+    model: Classifier,
+    *,
+    benign: int,
+    z_ref: npt.NDArray[np.float32],
+    opset: int,
     attributions: bool,
 ) -> onnx.ModelProto:
     """The ONNX model for a trained (eval-mode) classifier."""
     model.eval()
     spec = GraphSpec(
-        mean=_np(model.pre.mean), inv_std=_np(model.pre.inv_std), clip=model.pre.clip,
-        layers=layers_of(model), benign=benign, z_ref=z_ref.astype(np.float32), opset=opset,
+        mean=_np(model.pre.mean),
+        inv_std=_np(model.pre.inv_std),
+        clip=model.pre.clip,
+        layers=layers_of(model),
+        benign=benign,
+        z_ref=z_ref.astype(np.float32),
+        opset=opset,
         attributions=attributions,
     )
     return build(spec)
@@ -76,22 +85,40 @@ def run_onnx(sess: ort.InferenceSession, x: np.ndarray) -> list[np.ndarray]:
 
 
 def parity(
-    model: Classifier, sess: ort.InferenceSession, x: np.ndarray, *, benign: int,
-    z_ref: np.ndarray, tol: float,
+    model: Classifier,
+    sess: ort.InferenceSession,
+    x: np.ndarray,
+    *,
+    benign: int,
+    z_ref: np.ndarray,
+    tol: float,
 ) -> dict[str, float]:
-    """Max abs difference between torch and ONNX Runtime; raises when above ``tol``."""
+    """Differences between torch and ONNX Runtime on the same rows.
+
+    Raises:
+        AssertionError: probabilities differ by more than ``tol`` (absolute), or attributions
+            by more than ``10 * tol`` relative to the largest attribution (a ReLU whose input
+            sits at 0 within float32 rounding flips its gradient mask).
+    """
     model.eval()
     xt = torch.from_numpy(x.astype(np.float32))
     with torch.no_grad():
         p_t = torch.softmax(model(xt), dim=1).numpy()
     outs = run_onnx(sess, x)
-    res = {"rows": int(len(x)), "probabilities_max_abs_diff": float(np.abs(outs[0] - p_t).max())}
+    res = {"rows": len(x), "probabilities_max_abs_diff": float(np.abs(outs[0] - p_t).max())}
     if len(outs) > 1:
         a_t = attack_attributions(model, xt, benign=benign, z_ref=torch.from_numpy(z_ref)).numpy()
         res["attributions_max_abs_diff"] = float(np.abs(outs[1] - a_t).max())
-    worst = max(v for k, v in res.items() if k != "rows")
-    if worst > tol:
-        raise AssertionError(f"ONNX parity: max abs diff {worst:.3g} > tolerance {tol:g}: {res}")
+        # attributions are products of float32 sums of size |z| <= clip: compare relative to
+        # the largest attribution (1 at least), not absolutely
+        res["attributions_max_rel_diff"] = res["attributions_max_abs_diff"] / max(
+            1.0, float(np.abs(a_t).max())
+        )
+    attr = res.get("attributions_max_rel_diff", 0.0)
+    if res["probabilities_max_abs_diff"] > tol or attr > 10 * tol:
+        raise AssertionError(
+            f"ONNX parity: above tolerance {tol:g} (attributions {10 * tol:g}): {res}"
+        )
     return res
 
 

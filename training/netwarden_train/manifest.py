@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-
 from netwarden.features.cic_schema import CIC_SCHEMA
 from netwarden.flows.params import FlowParams
 
@@ -65,7 +64,8 @@ def build(
         "attribution_method": (
             "gradient x (z - z_benign_median) of 1 - P(BENIGN), z = standardised signed log1p "
             "features; computed analytically inside the ONNX graph"
-            if attributions else None
+            if attributions
+            else None
         ),
         "classes": classes,
         "benign_class": "BENIGN",

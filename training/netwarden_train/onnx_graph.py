@@ -69,8 +69,11 @@ def _preprocess(b: _B, spec: GraphSpec) -> tuple[str, str]:
     x = b.op("Where", b.op("IsNaN", "features"), zero, "features")
     x = b.op("Where", b.op("IsInf", x), zero, x)
     logx = b.op("Log", b.op("Add", b.op("Abs", x), b.const(1.0, "one")))
-    z0 = b.op("Mul", b.op("Sub", b.op("Mul", b.op("Sign", x), logx), b.const(spec.mean, "mean")),
-              b.const(spec.inv_std, "inv_std"))
+    z0 = b.op(
+        "Mul",
+        b.op("Sub", b.op("Mul", b.op("Sign", x), logx), b.const(spec.mean, "mean")),
+        b.const(spec.inv_std, "inv_std"),
+    )
     z = b.op("Clip", z0, b.const(-spec.clip, "lo"), b.const(spec.clip, "hi"))
     return z0, z
 
@@ -93,8 +96,9 @@ def _activation_grad(b: _B, g: str, a: str, h: str, kind: str) -> str:
         return b.op("Mul", g, b.op("Sub", b.const(1.0, "one"), b.op("Mul", h, h)))
     if kind == "silu":  # d silu = sig(a) * (1 + a * (1 - sig(a)))
         s = b.op("Sigmoid", a)
-        inner = b.op("Add", b.const(1.0, "one"),
-                     b.op("Mul", a, b.op("Sub", b.const(1.0, "one"), s)))
+        inner = b.op(
+            "Add", b.const(1.0, "one"), b.op("Mul", a, b.op("Sub", b.const(1.0, "one"), s))
+        )
         return b.op("Mul", g, b.op("Mul", s, inner))
     return g
 
@@ -105,20 +109,32 @@ def _forward(b: _B, z: str, spec: GraphSpec) -> tuple[str, list[tuple[str, str]]
         a = b.op("Add", b.op("MatMul", h, b.const(layer.weight.T, "w")), b.const(layer.bias, "b"))
         if layer.layer_norm is not None:
             g, beta, eps = layer.layer_norm
-            a = b.op("LayerNormalization", a, b.const(g, "ln_g"), b.const(beta, "ln_b"),
-                     axis=-1, epsilon=eps)
+            a = b.op(
+                "LayerNormalization",
+                a,
+                b.const(g, "ln_g"),
+                b.const(beta, "ln_b"),
+                axis=-1,
+                epsilon=eps,
+            )
         h = _activation(b, a, layer.activation)
         saved.append((a, h))
     return h, saved
 
 
-def _backward(b: _B, probs: str, z0: str, z: str, saved: list[tuple[str, str]],
-              spec: GraphSpec) -> str:
+def _backward(
+    b: _B, probs: str, z0: str, z: str, saved: list[tuple[str, str]], spec: GraphSpec
+) -> str:
     n_cls = spec.layers[-1].weight.shape[0]
     onehot = np.zeros(n_cls, np.float32)
     onehot[spec.benign] = 1.0
-    p_b = b.op("Slice", probs, b.const([spec.benign], "s0", np.int64),
-               b.const([spec.benign + 1], "s1", np.int64), b.const([1], "ax", np.int64))
+    p_b = b.op(
+        "Slice",
+        probs,
+        b.const([spec.benign], "s0", np.int64),
+        b.const([spec.benign + 1], "s1", np.int64),
+        b.const([1], "ax", np.int64),
+    )
     g = b.op("Mul", p_b, b.op("Sub", probs, b.const(onehot, "onehot")))  # ds/dlogits
     for k in range(len(spec.layers) - 1, -1, -1):
         layer = spec.layers[k]
@@ -126,8 +142,9 @@ def _backward(b: _B, probs: str, z0: str, z: str, saved: list[tuple[str, str]],
             a, h = saved[k]
             g = _activation_grad(b, g, a, h, layer.activation)
         g = b.op("MatMul", g, b.const(layer.weight, "wt"))
-    inside = b.op("Cast", b.op("Less", b.op("Abs", z0), b.const(spec.clip, "hi")),
-                  to=TensorProto.FLOAT)
+    inside = b.op(
+        "Cast", b.op("Less", b.op("Abs", z0), b.const(spec.clip, "hi")), to=TensorProto.FLOAT
+    )
     delta = b.op("Sub", z, b.const(spec.z_ref, "z_ref"))
     return b.op("Mul", b.op("Mul", g, inside), delta, out="attributions")
 
@@ -148,9 +165,11 @@ def build(spec: GraphSpec) -> onnx.ModelProto:
             helper.make_tensor_value_info("attributions", TensorProto.FLOAT, ["batch", n_in])
         )
     graph = helper.make_graph(
-        b.nodes, "netwarden_mlp",
+        b.nodes,
+        "netwarden_mlp",
         [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", n_in])],
-        outputs, b.inits,
+        outputs,
+        b.inits,
     )
     model = helper.make_model(
         graph, opset_imports=[helper.make_opsetid("", spec.opset)], producer_name="netwarden_train"

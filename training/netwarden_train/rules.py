@@ -69,12 +69,18 @@ def _rule(d: dict[str, Any], where: str) -> Rule:
     unknown = set(d) - _RULE_KEYS
     if unknown:
         raise ValueError(f"label rules: unknown key {where}.{sorted(unknown)[0]}")
-    nets = {k: tuple(ipaddress.ip_network(h, strict=False) for h in d.get(k, ()))
-            for k in ("hosts", "peers")}
+    nets = {
+        k: tuple(ipaddress.ip_network(h, strict=False) for h in d.get(k, ()))
+        for k in ("hosts", "peers")
+    }
     return Rule(
         label=_label(d.get("label"), f"{where}.label", allow_drop=True),
-        hosts=nets["hosts"], peers=nets["peers"], ports=tuple(int(p) for p in d.get("ports", ())),
-        proto=d.get("proto"), after_s=d.get("after_s"), before_s=d.get("before_s"),
+        hosts=nets["hosts"],
+        peers=nets["peers"],
+        ports=tuple(int(p) for p in d.get("ports", ())),
+        proto=d.get("proto"),
+        after_s=d.get("after_s"),
+        before_s=d.get("before_s"),
     )
 
 
@@ -94,8 +100,11 @@ def load_rules(path: Path) -> list[CaptureRules]:
         if not p.is_file():
             raise ValueError(f"label rules: {where}.path {p} does not exist")
         rules = tuple(_rule(r, f"{where}.rule[{j}]") for j, r in enumerate(cap.get("rule", [])))
-        out.append(CaptureRules(p, _label(cap.get("default", DROP), f"{where}.default",
-                                          allow_drop=True), rules))
+        out.append(
+            CaptureRules(
+                p, _label(cap.get("default", DROP), f"{where}.default", allow_drop=True), rules
+            )
+        )
     return out
 
 

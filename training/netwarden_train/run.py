@@ -16,14 +16,14 @@ from typing import Any
 
 import numpy as np
 import torch
-
 from netwarden.flows.params import FlowParams
 
 from . import data as data_mod
-from .assess import assess, per_capture
 from . import export, manifest, splits
+from .assess import assess, per_capture
+from .calibrate import threshold_for_rate
 from .config import RunConfig
-from .evaluation import evaluate
+from .evaluation import evaluate, pr_curve, roc_curve
 from .model import Classifier, Preprocess, fit_scaler, signed_log1p
 from .trainer import History, fit, predict_proba
 
@@ -46,20 +46,53 @@ def train_on_split(
     tr = _repeat_captures(t, split.train, cfg.data.capture_repeat)
     x = t.x.astype(np.float32)
     mean, std = fit_scaler(t.x[tr])
-    model = Classifier(Preprocess(mean, std, cfg.model.clip_z), x.shape[1], len(bundle.classes),
-                       cfg.model)
-    cells = np.char.add(np.char.add(t.family[tr], "|"), t.origin[tr])
-    hist = fit(model, (x[tr], y[tr], x[split.val], y[split.val]), cells=cells,
-               n_classes=len(bundle.classes),
-               cfg=cfg.train, aug=cfg.augment, seed=cfg.seed)
+    model = Classifier(
+        Preprocess(mean, std, cfg.model.clip_z), x.shape[1], len(bundle.classes), cfg.model
+    )
+    cells = weight_cells(t.take(tr))
+    hist = fit(
+        model,
+        (x[tr], y[tr], x[split.val], y[split.val]),
+        cells=cells,
+        n_classes=len(bundle.classes),
+        cfg=cfg.train,
+        aug=cfg.augment,
+        seed=cfg.seed,
+    )
     prob = predict_proba(model, x[split.test], torch.device("cpu"))
-    metrics = evaluate_by_origin(y[split.test], prob, t.origin[split.test], bundle.classes,
-                                 threshold=cfg.export.threshold)
+    metrics = evaluate_by_origin(
+        y[split.test], prob, t.origin[split.test], bundle.classes, threshold=cfg.export.threshold
+    )
+    metrics["curves"] = curves(1.0 - prob[:, 0], y[split.test] != 0)
     cap = t.origin[split.test] == "capture"
     if cap.any():
-        metrics["per_capture"] = per_capture(t.take(split.test[cap]), 1.0 - prob[cap, 0],
-                                             cfg.export.threshold)
+        metrics["per_capture"] = per_capture(
+            t.take(split.test[cap]), 1.0 - prob[cap, 0], cfg.export.threshold
+        )
     return model, hist, metrics
+
+
+def weight_cells(t: Any) -> np.ndarray:
+    """The loss-weighting cell of each row: "family|csv", or "family|capture|file" (every
+    capture is its own network and gets its own share, however many flows it has)."""
+    cell = np.char.add(np.char.add(t.family, "|"), t.origin)
+    cap = t.origin == "capture"
+    cell[cap] = np.char.add(np.char.add(cell[cap], "|"), t.source[cap])
+    return cell
+
+
+def curves(score: np.ndarray, is_attack: np.ndarray, points: int = 200) -> dict[str, Any]:
+    """ROC and PR curves thinned to about ``points`` points each (for the report's plots)."""
+    if is_attack.all() or not is_attack.any():
+        return {}
+    fpr, tpr, _ = roc_curve(score, is_attack)
+    rec, prec = pr_curve(score, is_attack)
+    k1 = np.unique(np.linspace(0, len(fpr) - 1, points).astype(int))
+    k2 = np.unique(np.linspace(0, len(rec) - 1, points).astype(int))
+    return {
+        "roc": {"fpr": fpr[k1].tolist(), "tpr": tpr[k1].tolist()},
+        "pr": {"recall": rec[k2].tolist(), "precision": prec[k2].tolist()},
+    }
 
 
 def evaluate_by_origin(
@@ -87,44 +120,75 @@ def benign_reference(model: Classifier, x_benign: np.ndarray) -> np.ndarray:
 
 
 def export_model(
-    cfg: RunConfig, model: Classifier, bundle: data_mod.DataBundle, split: splits.Split,
-    out_dir: Path, metrics: dict[str, Any],
+    cfg: RunConfig,
+    model: Classifier,
+    bundle: data_mod.DataBundle,
+    split: splits.Split,
+    out_dir: Path,
+    metrics: dict[str, Any],
 ) -> dict[str, Any]:
     """ONNX + parity + INT8 variant + manifest into ``out_dir``; returns the export facts."""
     out_dir.mkdir(parents=True, exist_ok=True)
     t = bundle.table
     benign_tr = t.x[split.train][bundle.y[split.train] == 0]
     z_ref = benign_reference(model, benign_tr)
-    proto = export.to_onnx(model, benign=0, z_ref=z_ref, opset=cfg.export.opset,
-                           attributions=cfg.export.attributions)
+    proto = export.to_onnx(
+        model, benign=0, z_ref=z_ref, opset=cfg.export.opset, attributions=cfg.export.attributions
+    )
     fp32 = out_dir / "model.fp32.onnx"
     export.save(proto, fp32)
     x_test = t.x[split.test].astype(np.float32)
     sess = export.session(fp32)
     facts: dict[str, Any] = {"opset": cfg.export.opset}
-    facts["parity"] = export.parity(model, sess, x_test[:4096], benign=0, z_ref=z_ref,
-                                    tol=cfg.export.parity_tol)
+    facts["parity"] = export.parity(
+        model, sess, x_test[:4096], benign=0, z_ref=z_ref, tol=cfg.export.parity_tol
+    )
     chosen = fp32
     if cfg.export.quantize:
         chosen, facts["int8"] = _quantised(cfg, bundle, split, fp32, sess)
     final = out_dir / "model.onnx"
     final.write_bytes(chosen.read_bytes())
     facts["shipped"] = "int8" if chosen != fp32 else "fp32"
+    facts["threshold"] = pick_threshold(cfg, bundle, split, model)
     m = manifest.build(
-        name=cfg.name, version=cfg.version, model_file="model.onnx", model_dir=out_dir,
-        classes=bundle.classes, threshold=cfg.export.threshold,
-        attributions=cfg.export.attributions, stats=manifest.benign_stats(benign_tr),
-        metrics=_headline(metrics), flow=FlowParams(),
-        training={"config": cfg.to_dict(), "data_files_sha256": bundle.files,
-                  "rows_per_class": bundle.summary()["rows_per_class"], "export": facts,
-                  "trained_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+        name=cfg.name,
+        version=cfg.version,
+        model_file="model.onnx",
+        model_dir=out_dir,
+        classes=bundle.classes,
+        threshold=facts["threshold"],
+        attributions=cfg.export.attributions,
+        stats=manifest.benign_stats(benign_tr),
+        metrics=_headline(metrics),
+        flow=FlowParams(),
+        training={
+            "config": cfg.to_dict(),
+            "data_files_sha256": bundle.files,
+            "rows_per_class": bundle.summary()["rows_per_class"],
+            "export": facts,
+            "trained_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        },
     )
     manifest.write(m, out_dir)
     return facts
 
 
-def _quantised(cfg: RunConfig, bundle: data_mod.DataBundle, split: splits.Split, fp32: Path,
-               sess: Any) -> tuple[Path, dict[str, Any]]:
+def pick_threshold(
+    cfg: RunConfig, bundle: data_mod.DataBundle, split: splits.Split, model: Classifier
+) -> float:
+    """The configured threshold, raised to meet ``threshold_max_fpr`` on validation benign."""
+    t = cfg.export.threshold
+    if cfg.export.threshold_max_fpr <= 0:
+        return t
+    val = split.val[bundle.y[split.val] == 0]
+    prob = predict_proba(model, bundle.table.x[val].astype(np.float32), torch.device("cpu"))
+    fitted = threshold_for_rate(1.0 - prob[:, 0].astype(np.float64), cfg.export.threshold_max_fpr)
+    return float(min(max(t, fitted), 0.999))
+
+
+def _quantised(
+    cfg: RunConfig, bundle: data_mod.DataBundle, split: splits.Split, fp32: Path, sess: Any
+) -> tuple[Path, dict[str, Any]]:
     q = fp32.with_name("model.int8.onnx")
     export.quantize(fp32, q)
     qs = export.session(q)
@@ -135,11 +199,14 @@ def _quantised(cfg: RunConfig, bundle: data_mod.DataBundle, split: splits.Split,
     f8 = evaluate(y, p8, bundle.classes, benign=0, threshold=cfg.export.threshold)
     bench = x[np.arange(4096) % len(x)]
     info = {
-        "macro_f1_fp32": f32["macro_f1"], "macro_f1_int8": f8["macro_f1"],
+        "macro_f1_fp32": f32["macro_f1"],
+        "macro_f1_int8": f8["macro_f1"],
         "macro_f1_delta": f32["macro_f1"] - f8["macro_f1"],
         "max_abs_prob_diff": float(np.abs(p32 - p8).max()),
-        "rows_per_s_fp32": export.speed(sess, bench), "rows_per_s_int8": export.speed(qs, bench),
-        "bytes_fp32": fp32.stat().st_size, "bytes_int8": q.stat().st_size,
+        "rows_per_s_fp32": export.speed(sess, bench),
+        "rows_per_s_int8": export.speed(qs, bench),
+        "bytes_fp32": fp32.stat().st_size,
+        "bytes_int8": q.stat().st_size,
     }
     info["speedup"] = info["rows_per_s_int8"] / info["rows_per_s_fp32"]
     # INT8 ships only when it costs < 0.005 macro-F1 and is clearly faster (>= 1.2x; the
@@ -151,12 +218,15 @@ def _quantised(cfg: RunConfig, bundle: data_mod.DataBundle, split: splits.Split,
 def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for origin, m in metrics.get("test_stratified", {}).items():
-        if origin == "per_capture":
+        if origin in ("per_capture", "curves"):
             continue
         b = m["binary"]
         out[f"{origin}_test"] = {
-            "rows": m["rows"], "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
-            "roc_auc": b["roc_auc"], "pr_auc": b["pr_auc"],
+            "rows": m["rows"],
+            "accuracy": m["accuracy"],
+            "macro_f1": m["macro_f1"],
+            "roc_auc": b["roc_auc"],
+            "pr_auc": b["pr_auc"],
             "detection_at_fpr_1pct": (b["at_fpr_1pct"] or {}).get("detection_rate"),
         }
     return out
@@ -177,21 +247,25 @@ def run(cfg: RunConfig, *, config_text: str = "") -> Path:
     kinds = [cfg.data.split] + [k for k in ("stratified", "grouped") if k != cfg.data.split]
     shipped = None
     for kind in kinds:
-        sp = splits.make(bundle.table, kind=kind, val=cfg.data.val, test=cfg.data.test,
-                         seed=cfg.seed)
+        sp = splits.make(
+            bundle.table, kind=kind, val=cfg.data.val, test=cfg.data.test, seed=cfg.seed
+        )
         if kind == "stratified" and cfg.data.captures_all_train:
             sp = splits.origin_to_train(sp, bundle.table.origin, "capture")
         model, hist, m = train_on_split(cfg, bundle, sp)
         metrics[f"test_{kind}"] = m
-        metrics[f"history_{kind}"] = {"best_epoch": hist.best_epoch,
-                                      "best_val_macro_f1": hist.best_val_macro_f1,
-                                      "augmented_rows": hist.augmented_rows,
-                                      "epochs": hist.epochs}
+        metrics[f"history_{kind}"] = {
+            "best_epoch": hist.best_epoch,
+            "best_val_macro_f1": hist.best_val_macro_f1,
+            "augmented_rows": hist.augmented_rows,
+            "epochs": hist.epochs,
+        }
         if shipped is None:
             shipped = (model, sp)
     assert shipped is not None
-    metrics["export"] = export_model(cfg, shipped[0], bundle, shipped[1], run_dir / "model",
-                                     metrics)
+    metrics["export"] = export_model(
+        cfg, shipped[0], bundle, shipped[1], run_dir / "model", metrics
+    )
     if cfg.data.captures:
         # every flow of every labelled capture, scored by the exported model through the
         # daemon's loader: in-sample for the captures that are partly in the training split

@@ -11,7 +11,6 @@ import csv
 from pathlib import Path
 
 import numpy as np
-
 from netwarden.features.cic_schema import CIC_SCHEMA
 
 _I = {n: i for i, n in enumerate(CIC_SCHEMA.names)}
@@ -56,7 +55,11 @@ def make_table(n_per_class: int, seed: int = 0) -> tuple[np.ndarray, list[str]]:
 
 
 def write_csv(
-    path: Path, n_per_class: int, *, seed: int = 0, header: list[str | None] | None = None,
+    path: Path,
+    n_per_class: int,
+    *,
+    seed: int = 0,
+    header: list[str | None] | None = None,
     label_column: str = "Label",
 ) -> Path:
     """Write a CSV of ``make_table`` rows.
@@ -72,6 +75,7 @@ def write_csv(
         w.writerow(["Src IP", "Dst IP", "Timestamp", *(names[i] for i in cols), label_column])
         for k, (row, lbl) in enumerate(zip(x, labels, strict=True)):
             ts = f"2017-07-0{3 + k % 3} {10 + k % 8:02d}:{k % 60:02d}:00"
-            w.writerow([f"10.0.{k % 7}.1", f"10.1.{k % 5}.2", ts,
-                        *(f"{row[i]:.6g}" for i in cols), lbl])
+            w.writerow(
+                [f"10.0.{k % 7}.1", f"10.1.{k % 5}.2", ts, *(f"{row[i]:.6g}" for i in cols), lbl]
+            )
     return path

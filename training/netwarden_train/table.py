@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-
 from netwarden.features.cic_schema import CIC_SCHEMA
 
 N_FEATURES = len(CIC_SCHEMA)

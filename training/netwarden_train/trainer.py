@@ -35,7 +35,12 @@ def pick_device(name: str) -> torch.device:
 
 
 def row_weights(
-    y: npt.NDArray[np.int64], cells: npt.NDArray[np.str_], how: str, *, benign_weight: float
+    y: npt.NDArray[np.int64],
+    cells: npt.NDArray[np.str_],
+    how: str,
+    *,
+    benign_weight: float,
+    cell_weight: dict[str, float] | None = None,
 ) -> npt.NDArray[np.float32]:
     """Per-row loss weights from the size of each row's cell (class x origin), mean 1.
 
@@ -47,6 +52,8 @@ def row_weights(
     per = counts[inv].astype(float)
     w = {"inverse": 1.0 / per, "inverse_sqrt": 1.0 / np.sqrt(per)}.get(how, np.ones_like(per))
     w = w * np.where(y == 0, benign_weight, 1.0)
+    for prefix, factor in (cell_weight or {}).items():  # "BENIGN|capture" hits every capture
+        w = np.where(np.char.startswith(cells.astype(str), prefix), w * factor, w)
     return (w / w.mean()).astype(np.float32)
 
 
@@ -67,8 +74,11 @@ def _loss_fn(cfg: TrainConfig, n: int):  # type: ignore[no-untyped-def]
 def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(
-            model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-            weight_decay=cfg.weight_decay, nesterov=True,
+            model.parameters(),
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            weight_decay=cfg.weight_decay,
+            nesterov=True,
         )
     return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
@@ -82,7 +92,9 @@ def _schedule(opt: torch.optim.Optimizer, cfg: TrainConfig):  # type: ignore[no-
 
 
 @torch.no_grad()
-def predict_proba(model: Classifier, x: npt.NDArray[np.float32], device: torch.device) -> np.ndarray:
+def predict_proba(
+    model: Classifier, x: npt.NDArray[np.float32], device: torch.device
+) -> np.ndarray:
     """Softmax probabilities for raw features, in batches of 8192."""
     model.eval()
     out = []
@@ -120,7 +132,9 @@ def fit(
         z_tr, y_tr = np.concatenate([z_tr, z_new]), np.concatenate([y_tr, y_new])
         cells = np.concatenate([cells, c_new])
     how = "none" if cfg.balanced_sampling else cfg.class_weighting
-    wt = torch.from_numpy(row_weights(y_tr, cells, how, benign_weight=cfg.benign_weight)).to(device)
+    wt = torch.from_numpy(
+        row_weights(y_tr, cells, how, benign_weight=cfg.benign_weight, cell_weight=cfg.cell_weight)
+    ).to(device)
     loss_fn = _loss_fn(cfg, n_classes)
     opt = _optimizer(model, cfg)
     sched = _schedule(opt, cfg)
@@ -151,7 +165,7 @@ def fit(
             bad_epochs += 1
             if bad_epochs >= cfg.patience:
                 break
-    if best_state is not None:
+    if best_state is not None and cfg.keep == "best":
         model.load_state_dict(best_state)
     model.to("cpu").eval()
     return hist
