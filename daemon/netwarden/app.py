@@ -16,67 +16,32 @@ from __future__ import annotations
 
 import logging
 import signal
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
 import numpy as np
 
 from .app_pace import Pacer, frame_seq_marks
+from .app_stages import Clock, Hooks, Stages
 from .app_summary import Summary, alert_label, flow_label_index
+from .capture import READER_SKIP_NAMES
 from .exitcodes import user_error_code
 from .flows.params import EndedFlows, EndReason
 from .metrics import Metrics
 from .packets import FrameBatch
-from .stages import Document, Sink, Source
+from .stages import Document, Sink
 
-__all__ = ["Clock", "Hooks", "Pipeline", "Stages", "Summary", "alert_label", "flow_label_index"]
+__all__ = ["STAGES", "Clock", "Hooks", "Pipeline", "Stages", "Summary", "alert_label",
+           "flow_label_index"]
 
 log = logging.getLogger(__name__)
 
 _REASONS = tuple(r.label for r in EndReason)
 
-
-@dataclass
-class Stages:
-    """The stage objects a pipeline drives (built by :func:`netwarden.app_build.build_stages`).
-
-    ``model``, ``table``, ``batcher`` and ``policy`` follow the scoring, flows and alerts
-    modules' APIs; ``decode`` is :func:`netwarden.decode.decode`.
-    """
-
-    source: Source
-    decode: Callable[[FrameBatch], tuple[Any, Any]]
-    skip_names: Sequence[str]
-    table: Any  # netwarden.flows.table.FlowTable
-    batcher: Any  # netwarden.scoring.MicroBatcher
-    model: Any  # netwarden.scoring.Model
-    policy: Any  # netwarden.alerts.AlertPolicy
-    sinks: Sequence[Sink]
-    flow_sinks: Sequence[Sink] = ()
-    reloader: Callable[[], tuple[Any, Any]] | None = None  # -> (model, policy) for SIGHUP
-
-
-@dataclass
-class Hooks:
-    """Callbacks for other subsystems (service health, demo, tests); all optional."""
-
-    on_tick: list[Callable[[float], None]] = field(default_factory=list)  # wall time, per loop
-    on_scored: list[Callable[[EndedFlows, Any, list[Document]], None]] = field(
-        default_factory=list)
-    on_commit: list[Callable[[dict[int, int]], None]] = field(default_factory=list)
-    on_reload: list[Callable[[Any], None]] = field(default_factory=list)  # the new model
-
-
-@dataclass(frozen=True)
-class Clock:
-    """Injected time (tests pass fakes): wall seconds, monotonic seconds, sleep."""
-
-    wall: Callable[[], float] = time.time
-    monotonic: Callable[[], float] = time.monotonic
-    sleep: Callable[[float], None] = time.sleep
+# Every ``errors{stage}`` value the pipeline counts (plus "capture", the live reader's), so the
+# series exist at 0 from start-up for alert rules like ``increase(netwarden_errors_total[5m])``.
+STAGES = ("capture", "decode", "flows", "scoring", "alerts", "sink", "commit", "hook", "close")
 
 
 class Pipeline:
@@ -107,12 +72,34 @@ class Pipeline:
         self._reload_requested = False
         self._finished = False
         self._logged_errors: set[str] = set()
+        self._init_series()
+
+    def _init_series(self) -> None:
+        """Create the labelled series alert rules rely on, at 0, before the first event."""
+        self.m.init_series(self.m.flows_ended, "reason", _REASONS)
+        self.m.init_series(self.m.frames_skipped, "reason",
+                           (*READER_SKIP_NAMES, *self.s.skip_names))
+        self.m.init_series(self.m.errors, "stage", STAGES)
+        self._init_alert_labels()
+
+    def _init_alert_labels(self) -> None:
+        manifest = self.s.model.manifest
+        self.m.init_series(self.m.alerts, "label",
+                           [c for c in manifest.classes if c != manifest.benign_class])
 
     # --- control (safe to call from a signal handler) --------------------------------------
 
     def stop(self) -> None:
-        """Ask the loop to stop after the current batch; :meth:`run` then flushes and returns."""
+        """Ask the loop to stop after the current batch; :meth:`run` then flushes and returns.
+
+        The first call runs the ``on_stop`` hooks at once (before the flush), so a service
+        manager hears "stopping" as soon as SIGTERM arrives.
+        """
+        if self._stopping:
+            return
         self._stopping = True
+        for hook in self.hooks.on_stop:
+            self._guard("hook", hook)
 
     def request_reload(self) -> None:
         """Ask the loop to reload the model before the next batch (SIGHUP)."""
@@ -274,7 +261,9 @@ class Pipeline:
         """Score what waits, flush the sinks, then tell the source what is safe to commit."""
         self._last_commit = self.clock.monotonic()
         self._release(self.s.batcher.drain())
-        ok = all(self._guard("sink", sink.flush) is not _FAILED for sink in self._all_sinks())
+        # every sink is flushed even when an earlier one failed (each failure is counted)
+        flushed = [self._guard("sink", sink.flush) is not _FAILED for sink in self._all_sinks()]
+        ok = all(flushed)
         marks = self.watermarks() if ok else {}
         if not marks:
             return
@@ -312,8 +301,20 @@ class Pipeline:
 
     def reload(self) -> bool:
         """SIGHUP: reopen file sinks (logrotate), load the model again and swap it in; when
-        the new model fails to load, keep the running one."""
+        the new model fails to load, keep the running one.  ``on_reload_start`` hooks run
+        first and ``on_reload_done(swapped)`` hooks last, whatever happened."""
         self._reload_requested = False
+        for hook in self.hooks.on_reload_start:
+            self._guard("hook", hook)
+        swapped = False
+        try:
+            swapped = self._reload()
+        finally:
+            for done in self.hooks.on_reload_done:
+                self._guard("hook", done, swapped)
+        return swapped
+
+    def _reload(self) -> bool:
         for sink in self._all_sinks():
             reopen = getattr(sink, "reopen", None)
             if reopen is not None:
@@ -334,6 +335,7 @@ class Pipeline:
                         "running flow table keeps its parameters until restart",
                         model.manifest.flow)
         self.s.model, self.s.policy = model, policy
+        self._init_alert_labels()
         self.m.reloads.labels(result="ok").inc()
         log.info("reloaded model %s %s", model.manifest.name, model.manifest.version)
         for hook in self.hooks.on_reload:
@@ -360,6 +362,8 @@ class Pipeline:
         """Sleep up to ``seconds`` (realtime pacing) while flows keep being scored on time;
         returns False when the pipeline is stopping."""
         self.clock.sleep(seconds)
+        if self._reload_requested:  # realtime: pacing one batch may take minutes
+            self.reload()
         self._release(self.s.batcher.poll())
         return not self._stopping
 

@@ -44,7 +44,8 @@ def replay_config(args: argparse.Namespace) -> Config:
     sinks = [args.alerts_out] if args.alerts_out else (list(cfg.alerts.sinks) if args.config
                                                        else ["-"])
     return cfg.with_overrides(alert_sinks=sinks, flow_log=args.flows_out, model_dir=args.model,
-                              threshold=args.threshold, providers=args.providers)
+                              threshold=args.threshold, threshold_file=args.threshold_file,
+                              providers=args.providers)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -122,6 +123,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         health.set_model(f"{model.manifest.name} {model.manifest.version}", loaded=True)
 
     hooks.on_reload.append(model_loaded)
+    _notify_service_state(hooks, notifier, pipe.s.source.name)
     model_loaded(pipe.s.model)
     health.set_source(pipe.s.source.name, connected=True)
     health.beat(time.time())
@@ -135,11 +137,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         try:
             summary = pipe.run()
         finally:
-            notifier.stopping()
+            pipe.stop()  # the source ended: "stopping" now (after SIGTERM it was sent already)
             if server is not None:
                 server.close()
     log.info("stopped: %s", format_summary(summary).strip().replace("\n", "; "))
     return OK
+
+
+def _notify_service_state(hooks: Hooks, notifier: Any, source_name: str) -> None:
+    """sd_notify around signals: RELOADING=1 (with MONOTONIC_USEC) when a SIGHUP reload
+    starts, READY=1 when it ends (new model or the old one kept), STOPPING=1 as soon as a stop
+    is requested (before the final flush, which may take a while)."""
+    hooks.on_reload_start.append(lambda: notifier.reloading())
+    hooks.on_reload_done.append(
+        lambda swapped: notifier.ready(f"reading {source_name}" + ("" if swapped else
+                                       " (reload failed: kept the running model)")))
+    hooks.on_stop.append(lambda: notifier.stopping())
 
 
 # ---------------------------------------------------------------------------------------------

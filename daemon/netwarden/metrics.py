@@ -6,12 +6,15 @@ Metrics observe the pipeline; they never steer it.  Label values come from small
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 # Inference latency: 50 us .. 2.5 s; batch sizes: powers of two up to 8192.
 _LATENCY_BUCKETS = (5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25,
                     0.5, 1.0, 2.5)
 _BATCH_BUCKETS = tuple(float(2**i) for i in range(14))
+RESULTS = ("ok", "error")  # reloads{result}, model_loads{result}
 _COMMIT_BUCKETS = (1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -87,3 +90,19 @@ class Metrics:
                         namespace=ns, registry=r)
         self.reloads = Counter("reloads", "SIGHUP reloads by result", ["result"], namespace=ns,
                                registry=r)
+        self.init_series(self.reloads, "result", RESULTS)
+        self.init_series(self.model_loads, "result", RESULTS)
+
+    @staticmethod
+    def init_series(metric: Counter, label: str, values: Iterable[str]) -> None:
+        """Create ``metric{label=value}`` for each value, at 0 until first counted.
+
+        A labelled series appears only once it is used; alert rules such as
+        ``increase(netwarden_reloads_total{result="error"}[10m]) > 0`` need it from start-up.
+
+        >>> m = Metrics()
+        >>> m.registry.get_sample_value("netwarden_reloads_total", {"result": "error"})
+        0.0
+        """
+        for value in values:
+            metric.labels(**{label: value})

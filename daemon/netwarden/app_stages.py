@@ -1,0 +1,60 @@
+"""The pipeline's plumbing types: the stage objects it drives, the hooks other subsystems
+register, and the injected clock.  Re-exported by :mod:`netwarden.app`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .flows.params import EndedFlows
+from .packets import FrameBatch
+from .stages import Document, Sink, Source
+
+__all__ = ["Clock", "Hooks", "Stages"]
+
+
+@dataclass
+class Stages:
+    """The stage objects a pipeline drives (built by :func:`netwarden.app_build.build_stages`).
+
+    ``model``, ``table``, ``batcher`` and ``policy`` follow the scoring, flows and alerts
+    modules' APIs; ``decode`` is :func:`netwarden.decode.decode`.
+    """
+
+    source: Source
+    decode: Callable[[FrameBatch], tuple[Any, Any]]
+    skip_names: Sequence[str]
+    table: Any  # netwarden.flows.table.FlowTable
+    batcher: Any  # netwarden.scoring.MicroBatcher
+    model: Any  # netwarden.scoring.Model
+    policy: Any  # netwarden.alerts.AlertPolicy
+    sinks: Sequence[Sink]
+    flow_sinks: Sequence[Sink] = ()
+    reloader: Callable[[], tuple[Any, Any]] | None = None  # -> (model, policy) for SIGHUP
+
+
+@dataclass
+class Hooks:
+    """Callbacks for other subsystems (service health, demo, tests); all optional."""
+
+    on_tick: list[Callable[[float], None]] = field(default_factory=list)  # wall time, per loop
+    on_scored: list[Callable[[EndedFlows, Any, list[Document]], None]] = field(
+        default_factory=list)
+    on_commit: list[Callable[[dict[int, int]], None]] = field(default_factory=list)
+    on_reload: list[Callable[[Any], None]] = field(default_factory=list)  # the new model
+    # Service state (sd_notify): a reload began / ended (True: swapped, False: kept the old
+    # model); a stop was requested (called once, at once: from the signal handler).
+    on_reload_start: list[Callable[[], None]] = field(default_factory=list)
+    on_reload_done: list[Callable[[bool], None]] = field(default_factory=list)
+    on_stop: list[Callable[[], None]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Clock:
+    """Injected time (tests pass fakes): wall seconds, monotonic seconds, sleep."""
+
+    wall: Callable[[], float] = time.time
+    monotonic: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
