@@ -8,8 +8,13 @@ later step fails.
 from __future__ import annotations
 
 import logging
+import os
+import stat
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
+from typing import IO
+from urllib.parse import unquote, urlsplit
 
 from .alerts import AlertPolicy
 from .app import Clock, Hooks, Pipeline, Stages
@@ -20,8 +25,8 @@ from .exitcodes import MODEL_ERROR, UserError
 from .flows.table import FlowTable
 from .metrics import Metrics
 from .scoring import MicroBatcher, Model, load_model
-from .sinks import open_sink
-from .stages import Sink, Source
+from .sinks import SinkError, encode_lines, open_sink
+from .stages import Document, Sink, Source
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +72,7 @@ def resolve_model_dir(configured: Path | None) -> Path:
 def load_scoring(cfg: Config, metrics: Metrics) -> tuple[Model, AlertPolicy]:
     """Load the model and build the alert policy for it (also the SIGHUP reload step)."""
     model = load_model(resolve_model_dir(cfg.model.dir), providers=cfg.model.providers,
-                       metrics=metrics)
+                       threshold_override=cfg.model.threshold_file, metrics=metrics)
     threshold = cfg.model.threshold if cfg.model.threshold is not None else model.threshold
     policy = AlertPolicy(model.manifest, threshold=threshold,
                          allowlist_cidrs=list(cfg.alerts.allowlist),
@@ -92,6 +97,8 @@ def build_pipeline(cfg: Config, metrics: Metrics, *, source: Source | None = Non
     Raises:
         ConfigError, UserError, CaptureError, ModelError, SinkError: one-line user errors.
     """
+    if uses_kafka(cfg):
+        install_kafka(cfg)
     with ExitStack() as stack:
         if source is None:
             if cfg.source.url is None:
@@ -123,11 +130,99 @@ def build_pipeline(cfg: Config, metrics: Metrics, *, source: Source | None = Non
 
 
 def _sink(stack: ExitStack, url: str, cfg: Config, metrics: Metrics) -> Sink:
-    if url.lower().startswith("kafka://"):  # needs the [kafka] table: built here, not by URL
-        from .kafka.sink import open_kafka_sink
-
-        sink: Sink = open_kafka_sink(url, metrics=metrics, settings=cfg.kafka)
-    else:
-        sink = open_sink(url, metrics=metrics)
+    sink = open_alert_sink(url, cfg, metrics)
     stack.callback(sink.close)
     return sink
+
+
+def uses_kafka(cfg: Config) -> bool:
+    """True when the source or a sink of ``cfg`` is a ``kafka://`` URL."""
+    urls = (cfg.source.url or "", *cfg.alerts.sinks, cfg.alerts.flow_log)
+    return any(u.lower().startswith("kafka://") for u in urls)
+
+
+def install_kafka(cfg: Config) -> None:
+    """Register the ``kafka`` sink scheme with the ``[kafka]`` table (imports kafka-python;
+    called only when a URL needs it).  The ``kafka://`` source reads the table itself.
+
+    Raises:
+        ConfigError: the ``[kafka]`` table is invalid.
+    """
+    from . import kafka
+
+    kafka.install(cfg.kafka)
+
+
+def open_alert_sink(url: str, cfg: Config, metrics: Metrics) -> Sink:
+    """Open an alert or flow-log sink the way ``run`` and ``replay`` do.
+
+    ``kafka://`` URLs use the ``[kafka]`` table; a path naming a character device or a FIFO
+    (``/dev/null`` in benchmarks, a named pipe) gets a :class:`DeviceSink`, because the file
+    sink's fsync fails on those (EINVAL).
+
+    Raises:
+        SinkError, ConfigError: the sink cannot be opened.
+    """
+    if url.lower().startswith("kafka://"):
+        install_kafka(cfg)
+    device = _device_path(url)
+    return DeviceSink(device, metrics=metrics) if device else open_sink(url, metrics=metrics)
+
+
+def _device_path(url: str) -> str | None:
+    """The path of a file-sink URL when it names a character device or FIFO, else None."""
+    if url == "-" or ("://" in url and not url.lower().startswith("file://")):
+        return None
+    path = unquote(urlsplit(url).path) if "://" in url else url
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None  # not there yet: the file sink creates it (or says why it cannot)
+    return path if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode) else None
+
+
+class DeviceSink:
+    """JSON lines written to a character device or FIFO; :meth:`flush` flushes, no fsync."""
+
+    kind = "device"
+
+    def __init__(self, path: str, *, metrics: Metrics | None = None) -> None:
+        self.path = path
+        self._metrics = metrics
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        except OSError as e:
+            raise SinkError(f"device sink: cannot open {path}: {e.strerror}") from None
+        self._f: IO[bytes] | None = os.fdopen(fd, "ab", buffering=1 << 16)
+
+    def write(self, docs: Sequence[Document]) -> None:
+        data = encode_lines(docs, metrics=self._metrics)
+        if data:
+            self._call(self._live().write, data)
+            if self._metrics is not None:
+                self._metrics.sink_records.labels(sink=self.kind).inc(data.count(b"\n"))
+
+    def flush(self) -> None:
+        self._call(self._live().flush)
+
+    def reopen(self) -> None:
+        """Nothing to reopen: logrotate does not move devices."""
+
+    def close(self) -> None:
+        if self._f is not None:
+            try:
+                self.flush()
+            finally:
+                self._f.close()
+                self._f = None
+
+    def _live(self) -> IO[bytes]:
+        if self._f is None:
+            raise SinkError(f"device sink {self.path} is closed")
+        return self._f
+
+    def _call(self, fn: Callable[..., object], *args: object) -> None:
+        try:
+            fn(*args)
+        except OSError as e:
+            raise SinkError(f"device sink: cannot write {self.path}: {e.strerror}") from None

@@ -37,8 +37,10 @@ def add_parser_replay(sub: Any) -> None:
     p.add_argument("pcaps", nargs="+", metavar="PCAP", help="pcap or pcapng files, in order")
     _model_flags(p)
     p.add_argument("--config", metavar="FILE", help="TOML config (flows, batching, alerts)")
-    p.add_argument("--alerts-out", metavar="PATH", help="write alerts here instead of stdout")
-    p.add_argument("--flows-out", metavar="PATH", help="also write one document per flow")
+    p.add_argument("--alerts-out", metavar="PATH",
+                   help="write alerts here instead of stdout (appends to an existing file)")
+    p.add_argument("--flows-out", metavar="PATH",
+                   help="also write one document per flow (appends to an existing file)")
     p.add_argument("--realtime", action="store_true", help="pace at capture speed")
     p.add_argument("--metrics-port", type=int, default=0, metavar="N",
                    help="serve /metrics on 127.0.0.1:N while replaying (0: off)")
@@ -53,7 +55,8 @@ def add_parser_run(sub: Any) -> None:
     p.add_argument("--source", metavar="URL",
                    help="pcap:///path, iface://eth0, tshark://eth0, kafka://host:port/topic")
     p.add_argument("--alerts", metavar="URL", action="append",
-                   help="alert sink (-, file:///path, kafka://...); repeat for several")
+                   help="alert sink (-, file:///path, kafka://...; files are appended to); "
+                   "repeat for several")
     p.add_argument("--model", metavar="DIR", help="model directory")
     p.add_argument("--realtime", action="store_true", help="pace file sources at capture speed")
     p.set_defaults(func=_lazy("netwarden.app_commands", "cmd_run"))
@@ -80,7 +83,8 @@ def add_parser_demo(sub: Any) -> None:
     p.add_argument("--model", metavar="DIR", help="model directory (default: the bundled one)")
     p.add_argument("--seed", type=int, default=7, help="traffic generator seed (default 7)")
     p.add_argument("--keep-pcap", metavar="PATH", help="also save the generated capture here")
-    p.add_argument("--alerts-out", metavar="PATH", help="write every alert as JSON lines here")
+    p.add_argument("--alerts-out", metavar="PATH",
+                   help="write every alert as JSON lines here (appends to an existing file)")
     p.add_argument("--max-alerts", type=int, default=15, metavar="N",
                    help="alerts to print (default 15)")
     p.set_defaults(func=_lazy("netwarden.demo", "cmd_demo"), quiet_default=True)
@@ -94,6 +98,8 @@ BUILTIN_COMMANDS: tuple[Callable[[Any], None], ...] = (
 def _model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", metavar="DIR", help="model directory (default: the bundled one)")
     p.add_argument("--threshold", type=float, metavar="X", help="alert threshold override")
+    p.add_argument("--threshold-file", metavar="PATH",
+                   help="a threshold.json to use instead of the model directory's")
     p.add_argument("--providers", choices=("auto", "cpu", "cuda"), help="ONNX Runtime provider")
 
 

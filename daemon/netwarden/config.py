@@ -54,7 +54,8 @@ class SourceConfig:
 class ModelConfig:
     dir: Path | None = None  # None: the default model (<repo>/models/*, or the packaged one)
     providers: str = "auto"
-    threshold: float | None = None  # None: the manifest's calibrated threshold
+    threshold: float | None = None  # None: the calibrated one (threshold file, manifest)
+    threshold_file: Path | None = None  # a threshold.json to use instead of the model dir's
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +131,7 @@ class Config:
     def with_overrides(self, *, source_url: str | None = None,
                        alert_sinks: list[str] | None = None, flow_log: str | None = None,
                        model_dir: str | Path | None = None, threshold: float | None = None,
+                       threshold_file: str | Path | None = None,
                        providers: str | None = None) -> Config:
         """Apply command-line flags (validated like the file's values; paths relative to cwd).
 
@@ -154,6 +156,9 @@ class Config:
         if threshold is not None:
             model = rep(model, threshold=_value("--threshold", _MODEL_KEYS["threshold"],
                                                 threshold, None))
+        if threshold_file is not None:
+            model = rep(model, threshold_file=_value(
+                "--threshold-file", _MODEL_KEYS["threshold_file"], str(threshold_file), None))
         if providers is not None:
             model = rep(model, providers=_value("--providers", _MODEL_KEYS["providers"],
                                                 providers, None))
@@ -225,6 +230,12 @@ def _check_source(key: str, v: Any) -> None:
     parse_source_url(v, key=key)
 
 
+def _check_file(key: str, v: Path) -> None:
+    if not v.is_file():
+        what = "is not a file" if v.exists() else "no such file"
+        raise ConfigError(f"{key}: must be an existing file, got {show_value(str(v))} ({what})")
+
+
 def _check_flow_log(key: str, v: Any) -> None:
     if v != "":
         parse_sink_url(v, key=key)
@@ -234,6 +245,7 @@ _MODEL_KEYS = {
     "dir": _Key("path"),
     "providers": _Key("str", _one_of(*PROVIDERS)),
     "threshold": _Key("number", _between(0.0, 1.0)),
+    "threshold_file": _Key("path", check=_check_file),
 }
 _SECTIONS: dict[str, tuple[type, dict[str, _Key]]] = {
     "source": (SourceConfig, {"url": _Key("str", check=_check_source)}),
@@ -304,10 +316,24 @@ def config_from_dict(data: Mapping[str, Any], *, base_dir: Path | None = None,
         if not isinstance(table, dict):
             raise ConfigError(f"{name}: must be a table ([{name}]), got {show_value(table)}")
         if name in _PASS_THROUGH:
+            _check_pass_through(name, table)
             sections[name] = _frozen(table)
         else:
             sections[name] = _section(name, table, base_dir)
     return Config(**sections, path=path)
+
+
+def _check_pass_through(name: str, table: Mapping[str, Any]) -> None:
+    """Validate ``[kafka]`` and ``[service]`` with their owners' rules, so ``check-config``
+    catches their errors too (imported lazily: neither imports kafka-python)."""
+    if name == "kafka":
+        from .kafka.config import settings_from_table
+
+        settings_from_table(table)
+    elif name == "service":
+        from .service.health import health_from_settings
+
+        health_from_settings(table)
 
 
 def _section(name: str, table: Mapping[str, Any], base_dir: Path | None) -> Any:
@@ -325,7 +351,10 @@ def _value(full: str, spec: _Key, raw: Any, base_dir: Path | None) -> Any:
     value = _typed(full, spec.kind, raw)
     if spec.kind == "path":
         p = Path(value).expanduser()
-        return p if p.is_absolute() or base_dir is None else base_dir / p
+        p = p if p.is_absolute() or base_dir is None else base_dir / p
+        if spec.check is not None:
+            spec.check(full, p)
+        return p
     if spec.kind == "list":
         if spec.each is not None:
             for i, item in enumerate(value):
