@@ -344,3 +344,202 @@ def test_extract_flows_matches_the_pipeline(pcap: tuple[Path, int], model_dir: P
     parts = {int(x) for q, f in got for x in np.unique(f.meta["src_part"])}
     assert parts == {0, 1}
     assert all(f.features.shape[1] == 81 for _, f in got)
+
+
+# --- metrics series, commit flushing, service hooks, sinks, threshold file, Kafka ------------
+
+
+def test_alert_rule_series_exist_at_zero_from_start_up(model_dir: Path, tmp_path: Path) -> None:
+    from netwarden.app import STAGES
+    from netwarden.capture import READER_SKIP_NAMES
+    from netwarden.decode import SKIP_REASON_NAMES
+    from netwarden.flows.params import EndReason
+
+    m = Metrics()
+    for metric in ("netwarden_reloads_total", "netwarden_model_loads_total"):
+        for result in ("ok", "error"):
+            assert m.registry.get_sample_value(metric, {"result": result}) == 0.0
+    build_pipeline(_cfg(model_dir, tmp_path), m, source=MemorySource([])).close()
+    expected = [("netwarden_flows_ended_total", "reason", r.label) for r in EndReason]
+    expected += [("netwarden_frames_skipped_total", "reason", r)
+                 for r in (*READER_SKIP_NAMES, *SKIP_REASON_NAMES)]
+    expected += [("netwarden_errors_total", "stage", s) for s in STAGES]
+    expected += [("netwarden_alerts_total", "label", c) for c in ("DoS Hulk", "SSH-Patator")]
+    for name, label, value in expected:
+        assert m.registry.get_sample_value(name, {label: value}) == 0.0, (name, value)
+    assert m.registry.get_sample_value("netwarden_alerts_total", {"label": "BENIGN"}) is None
+    assert m.registry.get_sample_value("netwarden_reloads_total", {"result": "error"}) == 0.0
+    assert m.registry.get_sample_value("netwarden_model_loads_total", {"result": "ok"}) == 1.0
+
+
+class RecordingSink:
+    """Counts flushes; ``fail`` makes every flush raise."""
+
+    def __init__(self, events: list[str], name: str, *, fail: bool = False) -> None:
+        self.events, self.name, self.fail = events, name, fail
+
+    def write(self, docs: Any) -> None:
+        pass
+
+    def flush(self) -> None:
+        self.events.append(f"flush {self.name}")
+        if self.fail:
+            raise OSError("disk full")
+
+    def close(self) -> None:
+        pass
+
+
+def test_commit_flushes_every_sink_and_commits_only_when_all_flushed(
+        pcap: tuple[Path, int], model_dir: Path, tmp_path: Path) -> None:
+    with open_capture(pcap[0], max_frames=64) as r:
+        batches = list(r)[:3]
+    src = MemorySource(batches, quiet=0)
+    m = Metrics()
+    events: list[str] = []
+    pipe = build_pipeline(_cfg(model_dir, tmp_path), m, source=src)
+    pipe.s.sinks = [RecordingSink(events, "a", fail=True), RecordingSink(events, "b")]
+    with pipe:
+        pipe.run()
+    flushes_a, flushes_b = events.count("flush a"), events.count("flush b")
+    assert flushes_a == flushes_b >= len(batches)  # b flushed although a failed before it
+    assert src.commits == []  # never committed past alerts a sink did not take
+    assert _sample(m, "netwarden_errors_total", stage="sink") == flushes_a
+    events.clear()
+    src2 = MemorySource(batches, quiet=0)
+    pipe = build_pipeline(_cfg(model_dir, tmp_path), Metrics(), source=src2)
+    pipe.s.sinks = [RecordingSink(events, "a"), RecordingSink(events, "b")]
+    with pipe:
+        pipe.run()
+    assert src2.commits and src2.commits[-1] == {0: sum(len(b) for b in batches)}
+
+
+def test_stop_hook_runs_at_sigterm_before_the_final_flush(
+        pcap: tuple[Path, int], model_dir: Path, tmp_path: Path) -> None:
+    import os
+    import signal
+
+    events: list[str] = []
+    hooks = Hooks(on_stop=[lambda: events.append("stop")])
+    m = Metrics()
+    pipe = build_pipeline(_cfg(model_dir, tmp_path), m, hooks=hooks,
+                          source=PcapSource([pcap[0]], metrics=m, max_frames=100))
+    pipe.s.sinks = [RecordingSink(events, "a")]
+    hooks.on_tick.append(lambda now: os.kill(os.getpid(), signal.SIGTERM))
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    try:
+        pipe.install_signal_handlers()
+        with pipe:
+            s = pipe.run()
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+    assert s.packets == 100  # stopped after the first batch
+    assert events[0] == "stop" and events.count("stop") == 1
+    assert "flush a" in events[1:]  # the final flush came after "stopping" was announced
+    pipe.stop()
+    assert events.count("stop") == 1  # once only
+
+
+def test_reload_hooks_bracket_every_reload(pcap: tuple[Path, int], model_dir: Path,
+                                           tmp_path: Path) -> None:
+    events: list[str] = []
+    hooks = Hooks(on_reload_start=[lambda: events.append("start")],
+                  on_reload_done=[lambda ok: events.append(f"done {ok}")])
+    cfg = _cfg(model_dir, tmp_path)
+    m = Metrics()
+    pipe = build_pipeline(cfg, m, source=MemorySource([]), hooks=hooks)
+
+    def broken() -> Any:
+        raise RuntimeError("manifest.json: broken")
+
+    good = pipe.s.reloader
+    pipe.s.reloader = broken
+    assert not pipe.reload()
+    pipe.s.reloader = good
+    assert pipe.reload()
+    assert events == ["start", "done False", "start", "done True"]
+    pipe.close()
+
+
+def test_device_paths_get_a_sink_without_fsync(pcap: tuple[Path, int], model_dir: Path,
+                                               tmp_path: Path) -> None:
+    import os
+
+    from netwarden.app_build import DeviceSink, open_alert_sink
+
+    m = Metrics()
+    for url in ("/dev/null", "file:///dev/null"):
+        sink = open_alert_sink(url, Config(), m)
+        assert isinstance(sink, DeviceSink)
+        sink.write([{"a": 1}])
+        sink.flush()  # the file sink's fsync fails here with EINVAL
+        sink.close()
+    assert _sample(m, "netwarden_sink_records_total", sink="device") == 2
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        sink = open_alert_sink(str(fifo), Config(), m)
+        sink.write([{"b": 2}])
+        sink.close()
+        assert os.read(reader, 100) == b'{"b":2}\n'
+    finally:
+        os.close(reader)
+    cfg = Config().with_overrides(model_dir=model_dir, alert_sinks=["/dev/null"],
+                                  flow_log="/dev/null")
+    pipe, m = _replay(pcap[0], cfg)
+    assert pipe.summary.alerts > 0 and not pipe.summary.errors
+    assert _sample(m, "netwarden_sink_records_total", sink="device") > pipe.summary.alerts
+
+
+def test_threshold_file_is_passed_to_the_model(model_dir: Path, tmp_path: Path) -> None:
+    tfile = tmp_path / "t.json"
+    tfile.write_text(json.dumps({"threshold": 0.77, "source": "calibrate"}))
+    cfg = config_from_dict({"model": {"dir": str(model_dir), "threshold_file": "t.json"}},
+                           base_dir=tmp_path)
+    assert cfg.model.threshold_file == tfile
+    model, policy = load_scoring(cfg, Metrics())
+    assert model.threshold == pytest.approx(0.77) == policy.threshold
+    assert str(tfile) in model.threshold_source
+    # no file configured: <model dir>/threshold.json is still found by the loader
+    local = write_model_dir(tmp_path / "with_t")
+    (local / "threshold.json").write_text(json.dumps({"threshold": 0.66}))
+    model, policy = load_scoring(Config().with_overrides(model_dir=local), Metrics())
+    assert policy.threshold == pytest.approx(0.66)
+    # the configured file wins over the directory's
+    model, _ = load_scoring(Config().with_overrides(model_dir=local, threshold_file=tfile),
+                            Metrics())
+    assert model.threshold == pytest.approx(0.77)
+
+
+def test_kafka_sink_through_the_builder_reports_the_broker(tmp_path: Path) -> None:
+    from netwarden.app_build import open_alert_sink
+    from netwarden.sinks import SinkError, open_sink
+
+    cfg = config_from_dict({"kafka": {"flush_timeout_s": 0.5, "bootstrap_timeout_ms": 300,
+                                      "max_block_ms": 100}})
+    sink = open_alert_sink("kafka://127.0.0.1:1/alerts", cfg, Metrics())
+    sink.write([{"netwarden": {"flow_id": "1:x"}}])
+    with pytest.raises(SinkError, match=r"not acknowledged \(broker unreachable"):
+        sink.flush()
+    sink.close()
+    other = open_sink("kafka://127.0.0.1:1/x")  # registered with the [kafka] table now
+    assert type(other).__name__ == "KafkaAlertSink"
+    other.close()
+    with pytest.raises(ConfigError, match=r"kafka\.bogus: unknown key"):
+        open_alert_sink("kafka://127.0.0.1:1/x", config_from_dict({"kafka": {"bogus": 1}}),
+                        Metrics())
+
+
+def test_replay_without_kafka_urls_does_not_import_kafka_python(
+        pcap: tuple[Path, int], model_dir: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from netwarden import cli; "
+            f"rc = cli.main(['replay', {str(pcap[0])!r}, '--model', {str(model_dir)!r}, "
+            "'--alerts-out', '/dev/null', '--log-level', 'error']); "
+            "print(rc, 'kafka' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.stdout.split() == ["0", "False"], r.stderr

@@ -172,6 +172,14 @@ def _scrape(port: int, deadline: float) -> str:
             time.sleep(0.2)
 
 
+def _notified(s: socket.socket) -> list[str]:
+    """The next sd_notify datagram that is not a watchdog keep-alive, as its lines."""
+    while True:
+        lines = s.recv(4096).decode().split("\n")
+        if lines != ["WATCHDOG=1"]:
+            return lines
+
+
 def test_run_serves_metrics_and_stops_gracefully_on_sigterm(tmp_path: Path,
                                                             small: tuple[Path, int],
                                                             model: Path) -> None:
@@ -181,19 +189,34 @@ def test_run_serves_metrics_and_stops_gracefully_on_sigterm(tmp_path: Path,
     cfg.write_text(f'[source]\nurl = "{pcap}"\n[model]\ndir = "{model}"\n'
                    f'[alerts]\nsinks = ["alerts.jsonl"]\nflow_log = "flows.jsonl"\n'
                    f'[metrics]\nport = {port}\n[logging]\nlevel = "info"\n')
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # stands in for systemd
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.settimeout(60)
+    env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify.sock")}
     # --realtime: the small capture spans ~40 s, so the daemon is still running when stopped
     proc = subprocess.Popen([*EXE, "run", "--config", str(cfg), "--realtime"], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
+        assert _notified(notify) == ["READY=1", "STATUS=reading pcap"]
         deadline = time.monotonic() + 60
         text = _scrape(port, deadline)
         while "netwarden_packets_total 0.0" in text and time.monotonic() < deadline:
             time.sleep(0.3)
             text = _scrape(port, deadline)
         assert "netwarden_packets_total" in text and "netwarden_packets_total 0.0" not in text
+        assert 'netwarden_reloads_total{result="error"} 0.0' in text  # there before any reload
+        before_us = time.monotonic_ns() // 1000
+        proc.send_signal(signal.SIGHUP)  # while a batch is being paced: reloads at once
+        reloading = _notified(notify)
+        assert reloading[0] == "RELOADING=1" and reloading[1].startswith("MONOTONIC_USEC=")
+        assert before_us <= int(reloading[1].split("=")[1]) <= time.monotonic_ns() // 1000
+        assert _notified(notify) == ["READY=1", "STATUS=reading pcap"]
+        assert 'netwarden_reloads_total{result="ok"} 1.0' in _scrape(port, deadline)
         proc.send_signal(signal.SIGTERM)
+        assert _notified(notify) == ["STOPPING=1"]
         _out, err = proc.communicate(timeout=30)
     finally:
+        notify.close()
         if proc.poll() is None:
             proc.kill()
             proc.wait()
@@ -215,3 +238,81 @@ def test_run_to_the_end_of_a_file_source(tmp_path: Path, pcap: Path, model: Path
     r = nw("run", "--config", str(cfg), "--source", f"pcap://{pcap}", "--model", str(model))
     assert r.returncode == 0, r.stderr
     assert len((tmp_path / "out.jsonl").read_text().splitlines()) > 0
+
+
+def test_shipped_configs_check_and_run(tmp_path: Path, pcap: Path, model: Path) -> None:
+    for path in ("netwarden.example.toml", "systemd/netwarden.toml"):
+        r = nw("check-config", path)
+        assert r.returncode == 0 and r.stdout.startswith(f"ok: {path}\n"), r.stderr
+    text = (REPO / "systemd" / "netwarden.toml").read_text()
+    assert text.count("port = 9108") == 1
+    cfg = tmp_path / "netwarden.toml"  # the unit's config, on a free port (0: no server)
+    cfg.write_text(text.replace("port = 9108", "port = 0"))
+    out = tmp_path / "alerts.ndjson"
+    r = nw("run", "--config", str(cfg), "--source", f"pcap://{pcap}", "--model", str(model),
+           "--alerts", str(out))
+    assert r.returncode == 0, r.stderr
+    assert len(out.read_text().splitlines()) > 0
+
+
+def test_replay_to_dev_null(pcap: Path, model: Path) -> None:
+    r = nw("replay", str(pcap), "--model", str(model), "--alerts-out", "/dev/null",
+           "--flows-out", "/dev/null")
+    assert r.returncode == 0, r.stderr
+    assert "errors:" not in r.stderr and "cannot write" not in r.stderr
+    assert re.search(r"alerts [1-9]\d* in", r.stderr), r.stderr
+
+
+def test_help_says_alert_files_are_appended() -> None:
+    for argv in (["replay", "--help"], ["run", "--help"]):
+        text = " ".join(nw(*argv).stdout.split())
+        assert "appends to an existing file" in text or "files are appended to" in text
+
+
+def _bad_model(tmp_path: Path, manifest: str | None) -> Path:
+    d = write_model_dir(tmp_path / "m")
+    if manifest is not None:
+        (d / "manifest.json").write_text(manifest)
+    return d
+
+
+
+
+@pytest.mark.parametrize(("case", "code", "needle"), [
+    ("empty pcap", 4, "empty file"),
+    ("manifest not JSON", 5, "not valid JSON"),
+    ("manifest of another format", 5, "format_version"),
+    ("manifest of another feature schema", 5, "does not match the running schema"),
+    ("config wrong type", 3, "flows.max_flows: must be an integer, got 'many'"),
+    ("config unknown key", 3, "alerts.sink: unknown key (did you mean 'sinks'?)"),
+    ("config unknown kafka key", 3, "kafka.bogus: unknown key"),
+    ("config bad service value", 3, "service.stall_after_s"),
+    ("missing threshold file", 3, "model.threshold_file: must be an existing file"),
+    ("missing source file", 4, "no such capture file"),
+])
+def test_bad_input_is_one_line_and_its_exit_code(case: str, code: int, needle: str,
+                                                 tmp_path: Path, pcap: Path,
+                                                 model: Path) -> None:
+    cfg = tmp_path / "nw.toml"
+    args = ["replay", "--model", str(model), str(pcap)]
+    if case == "empty pcap":
+        (tmp_path / "e.pcap").write_bytes(b"")
+        args = ["replay", "--model", str(model), str(tmp_path / "e.pcap")]
+    elif case.startswith("manifest"):
+        doc = json.loads((model / "manifest.json").read_text())
+        doc["feature_schema"]["id"] = "other-v9"
+        text = {"manifest not JSON": "{not json", "manifest of another format": '{"foo": 1}',
+                "manifest of another feature schema": json.dumps(doc)}[case]
+        args = ["replay", "--model", str(_bad_model(tmp_path, text)), str(pcap)]
+    elif case.startswith("config") or case == "missing threshold file":
+        cfg.write_text({
+            "config wrong type": '[flows]\nmax_flows = "many"\n',
+            "config unknown key": '[alerts]\nsink = ["-"]\n',
+            "config unknown kafka key": "[kafka]\nbogus = 1\n",
+            "config bad service value": "[service]\nstall_after_s = -1\n",
+            "missing threshold file": '[model]\nthreshold_file = "nope.json"\n'}[case])
+        assert_user_error(nw("check-config", str(cfg)), code, needle)
+        args = ["run", "--config", str(cfg), "--source", f"pcap://{pcap}", "--model", str(model)]
+    elif case == "missing source file":
+        args = ["run", "--source", f"pcap://{tmp_path}/nope.pcap", "--model", str(model)]
+    assert_user_error(nw(*args), code, needle)

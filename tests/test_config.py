@@ -66,8 +66,7 @@ port = 0
 level = "DEBUG"
 format = "json"
 [kafka]
-group_id = "nw"
-[kafka.security]
+session_timeout_ms = 6000
 security_protocol = "SSL"
 [service]
 stall_after_s = 10
@@ -92,7 +91,7 @@ def test_full_file_loads_with_types_and_paths_resolved(tmp_path: Path) -> None:
     assert cfg.alerts.community_id_seed == 7
     assert cfg.metrics.port == 0
     assert cfg.logging.level == "debug" and cfg.logging.format == "json"
-    assert cfg.kafka["group_id"] == "nw" and cfg.kafka["security"]["security_protocol"] == "SSL"
+    assert cfg.kafka["session_timeout_ms"] == 6000 and cfg.kafka["security_protocol"] == "SSL"
     assert cfg.service["stall_after_s"] == 10
     with pytest.raises(TypeError):
         cfg.kafka["x"] = 1  # type: ignore[index]
@@ -254,3 +253,33 @@ def test_command_line_overrides_are_validated() -> None:
         Config().with_overrides(threshold=2.0)
     with pytest.raises(ConfigError, match=r"^--providers: must be one of"):
         Config().with_overrides(providers="tpu")
+
+
+def test_threshold_file_must_exist_and_is_relative_to_the_config(tmp_path: Path) -> None:
+    (tmp_path / "t.json").write_text('{"threshold": 0.7}')
+    cfg = config_from_dict({"model": {"threshold_file": "t.json"}}, base_dir=tmp_path)
+    assert cfg.model.threshold_file == tmp_path / "t.json"
+    assert Config().model.threshold_file is None
+    with pytest.raises(ConfigError, match=r"^model\.threshold_file: must be an existing file, "
+                                          r".*nope\.json' \(no such file\)"):
+        config_from_dict({"model": {"threshold_file": "nope.json"}}, base_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"^model\.threshold_file: .*\(is not a file\)"):
+        config_from_dict({"model": {"threshold_file": "."}}, base_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"^model\.threshold_file: must be a string, got 3"):
+        config_from_dict({"model": {"threshold_file": 3}})
+    with pytest.raises(ConfigError, match=r"^--threshold-file: must be an existing file"):
+        Config().with_overrides(threshold_file=tmp_path / "nope.json")
+    assert Config().with_overrides(threshold_file=tmp_path / "t.json").model.threshold_file == (
+        tmp_path / "t.json")
+
+
+def test_kafka_and_service_tables_are_validated_at_load() -> None:
+    ok = config_from_dict({"kafka": {"flush_timeout_s": 2.0}, "service": {"stall_after_s": 5}})
+    assert ok.kafka["flush_timeout_s"] == 2.0 and ok.service["stall_after_s"] == 5
+    with pytest.raises(ConfigError, match=r"^kafka\.bogus: unknown key"):
+        config_from_dict({"kafka": {"bogus": 1}})
+    with pytest.raises(ConfigError, match=r"^kafka\.acks: must be all, 0 or 1"):
+        config_from_dict({"kafka": {"acks": "2"}})
+    with pytest.raises(Exception, match=r"^service\.stall_after_s: must be") as e:
+        config_from_dict({"service": {"stall_after_s": -1}})
+    assert getattr(e.value, "exit_code", None) == BAD_CONFIG
