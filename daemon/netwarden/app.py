@@ -4,7 +4,12 @@
 observing each step.  :class:`Pipeline` runs until the source ends or :meth:`Pipeline.stop` is
 called, then flushes the flow table, drains the batcher and flushes the sinks.  An error
 inside a stage is logged and counted in ``errors{stage}``; the loop goes on with the next
-batch.  Building a pipeline from a config lives in :mod:`netwarden.app_build`.
+batch.  Building a pipeline from a config lives in :mod:`netwarden.app_build`; the stage,
+hook and clock types in :mod:`netwarden.app_stages`.
+
+Service hooks: ``on_stop`` runs once, as soon as a stop is requested (from the SIGTERM handler,
+before the final flush); ``on_reload_start`` / ``on_reload_done(swapped)`` bracket every
+SIGHUP reload.  ``run`` sends sd_notify STOPPING / RELOADING / READY from them.
 
 Delivery hooks (Kafka): every ``commit_interval_s`` (and at the end) the pipeline scores what
 waits in the batcher, flushes the sinks and, if the source has ``commit(watermarks)``, calls it

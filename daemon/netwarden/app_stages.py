@@ -17,7 +17,7 @@ __all__ = ["Clock", "Hooks", "Stages"]
 
 @dataclass
 class Stages:
-    """The stage objects a pipeline drives (built by :func:`netwarden.app_build.build_stages`).
+    """The stage objects a pipeline drives (built by :func:`netwarden.app_build.build_pipeline`).
 
     ``model``, ``table``, ``batcher`` and ``policy`` follow the scoring, flows and alerts
     modules' APIs; ``decode`` is :func:`netwarden.decode.decode`.
