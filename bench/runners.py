@@ -98,7 +98,7 @@ def _wait4(pid: int, deadline: float) -> tuple[int, int, Any]:
 def replay(
     pcaps: list[Path], a: argparse.Namespace, runs: int, extra: tuple[str, ...] = ()
 ) -> dict[str, Any]:
-    """Time ``netwarden replay PCAP... --alerts-out -`` (stdout to /dev/null) as processes.
+    """Time ``netwarden replay PCAP... --alerts-out /dev/null`` as separate processes.
 
     The warm-up runs replay the 100-packet capture ``a.tiny``: enough to load (or, after a code
     change, compile and cache) the numba kernels, without a full extra pass.
@@ -106,7 +106,7 @@ def replay(
     measurement even when the exit code is 0.
     """
     summary = a.out_dir / "replay-summary.json"
-    opts = ["--alerts-out", "-", "--summary-json", str(summary)]
+    opts = ["--alerts-out", "/dev/null", "--summary-json", str(summary)]
     opts += ["--model", str(a.model)] if a.model else []
     opts += extra
     cmd = [str(NW_CLI), "replay", *map(str, pcaps), *opts]
