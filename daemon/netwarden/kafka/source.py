@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
 
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 from ..packets import FrameBatch
 from .config import KafkaSettings, TopicUrl
 from .formats import BAD_REASONS, OK, Decoded, decode_netwarden, decode_pycapa, empty_frames
+from .rebalance import RebalanceListener
 
 log = logging.getLogger(__name__)
 
@@ -64,15 +65,23 @@ class KafkaSource:
         self._connected: bool | None = None
         self._last_bad_log = 0.0
         self._lag_parts: set[int] = set()
+        self._in_hooks = False  # True while revoke hooks run: their commits are deferred
+        self._deferred: dict[int, int] = {}
+        self._lost: frozenset[int] = frozenset()
+        self._joining = False
         self.metrics.kafka_connected.set(0)
 
     # ------------------------------------------------------------------ application interface
 
     def on_revoke(self, callback: PartitionsCallback) -> None:
-        """Call ``callback(partitions)`` before partitions are given up in a rebalance.
+        """Call ``callback(partitions)`` before partitions are given up (rebalance, close).
 
-        It runs inside the iteration (during ``poll``), so it may flush flows, sinks and call
-        :meth:`commit` for those partitions; frames of revoked partitions are not yielded after.
+        It never runs concurrently with the loop that iterates the source: in a rebalance it
+        runs on kafka-python's I/O thread while that loop is blocked in ``poll``; on close and
+        for lost partitions, on the iterating thread.  So it may end flows, flush sinks and
+        call :meth:`commit` for those partitions (in a rebalance that commit is sent when the
+        callback returns, before the partitions are released).  No frame of a revoked
+        partition is yielded after it.
         """
         self._revoke_cbs.append(callback)
 
@@ -111,8 +120,10 @@ class KafkaSource:
                 if p in self._assigned and self._committed.get(p) != int(o)}
         if not todo or self._consumer is None:
             return True
-        offsets = {TopicPartition(self.url.topic, p): OffsetAndMetadata(o, "", -1)
-                   for p, o in todo.items()}
+        if self._in_hooks:  # inside a rebalance listener: committed when the hooks return
+            self._deferred.update(todo)
+            return True
+        offsets = self._offsets(todo)
         t0 = time.perf_counter()
         try:
             self._consumer.commit(offsets)
@@ -123,6 +134,10 @@ class KafkaSource:
         self.metrics.kafka_commit_latency.observe(time.perf_counter() - t0)
         self._committed.update(todo)
         return True
+
+    def _offsets(self, todo: Mapping[int, int]) -> dict[TopicPartition, OffsetAndMetadata]:
+        return {TopicPartition(self.url.topic, p): OffsetAndMetadata(o, "", -1)
+                for p, o in todo.items()}
 
     # ------------------------------------------------------------------ Source protocol
 
@@ -140,6 +155,7 @@ class KafkaSource:
         """Leave the group (without committing: only :meth:`commit` commits) and stop."""
         self._closed = True
         if self._consumer is not None:
+            self._hand_over_all()
             self._consumer.close(autocommit=False)
             self._consumer = None
         self.metrics.kafka_connected.set(0)
@@ -160,7 +176,7 @@ class KafkaSource:
         except (KafkaError, OSError) as e:
             self._set_connected(False, str(e))
             return False
-        self._consumer.subscribe([self.url.topic], listener=_Listener(self))
+        self._consumer.subscribe([self.url.topic], listener=RebalanceListener(self))
         self._set_connected(True)
         return True
 
@@ -177,15 +193,18 @@ class KafkaSource:
         # polls and joins again (join_group_async replaces a finished join task), so a member
         # with short polls can rejoin forever on a busy machine.  While joining (nothing
         # assigned), poll long enough to see the whole join through.
-        timeout = (self.settings.poll_timeout_ms if self._assigned
+        timeout = (self.settings.poll_timeout_ms if self._assigned and not self._joining
                    else max(self.settings.poll_timeout_ms, self.settings.join_poll_timeout_ms))
         try:
             records = self._consumer.poll(timeout_ms=timeout)
+            revoked = self._serve_lost()
         except KafkaError as e:  # e.g. authorization, unknown topic: keep running, retry
             self.metrics.errors.labels(stage="kafka_poll").inc()
             log.error("kafka: poll of %s failed: %s; retrying", self.url.topic, e)
             time.sleep(min(1.0, self.settings.connect_retry_max_s))
             return empty_frames()
+        if revoked:  # their flows were ended: the next owner re-reads these messages
+            records = {tp: m for tp, m in records.items() if tp.partition not in revoked}
         if not records:
             was_up = self._connected
             up = self._broker_reachable()
@@ -208,8 +227,18 @@ class KafkaSource:
         assert self._consumer is not None
         log.info("kafka: broker %s is back; rejoining group %s with a fresh consumer",
                  ",".join(self.url.brokers), self.url.group)
+        self._hand_over_all()
         consumer, self._consumer = self._consumer, None
         consumer.close(autocommit=False)
+
+    def _hand_over_all(self) -> None:
+        """Before closing the consumer, run the revoke hooks here, on the main thread (the
+        listener kafka-python calls from close() then finds nothing assigned)."""
+        parts = self._assigned
+        if parts:
+            for cb in self._revoke_cbs:
+                self._call_hook(cb, parts, "revoke")
+            self.forget(parts)
 
     def _decode(self, records: Mapping[TopicPartition, list[Any]]) -> Decoded:
         keys: list[bytes | None] = []
@@ -278,13 +307,53 @@ class KafkaSource:
             log.error("kafka: broker %s unreachable (%s); retrying with backoff, the daemon "
                       "keeps running", ",".join(self.url.brokers), why or "connection lost")
 
-    def _revoked(self, parts: frozenset[int]) -> None:
-        for cb in self._revoke_cbs:
-            try:
-                cb(parts)
-            except Exception:  # a failing hook must not break the group protocol
-                self.metrics.errors.labels(stage="kafka_rebalance").inc()
-                log.exception("kafka: revoke hook failed for partitions %s", sorted(parts))
+    # ------------------------------------------------------------------ rebalance (I/O thread)
+
+    def post_lost(self, parts: frozenset[int]) -> None:
+        """I/O thread: partitions were lost; the main thread ends their flows after poll."""
+        self._lost |= parts & self._assigned
+        self._joining = True
+
+    def _serve_lost(self) -> frozenset[int]:
+        """Main thread: end the lost partitions' flows (no commit: it would fail)."""
+        lost, self._lost = self._lost, frozenset()
+        if lost:
+            log.warning("kafka: partitions %s of %s were lost (group membership expired); "
+                        "their new owner re-reads them from the last commit", sorted(lost),
+                        self.url.topic)
+            self.run_revoke_hooks(lost)
+            self._deferred = {}
+            self.forget(lost)
+        return lost
+
+    def run_revoke_hooks(self, parts: frozenset[int]) -> None:
+        """Run the application's revoke hooks; the commits they make are deferred."""
+        self._joining = True  # until the new assignment arrives: poll long (see _poll_once)
+        self._in_hooks = True
+        try:
+            for cb in self._revoke_cbs:
+                self._call_hook(cb, parts, "revoke")
+        finally:
+            self._in_hooks = False
+
+    async def commit_deferred(self) -> None:
+        """Commit what the revoke hooks asked for, without blocking the I/O loop."""
+        todo, self._deferred = self._deferred, {}
+        if not todo or self._consumer is None:
+            return
+        t0 = time.perf_counter()
+        try:
+            await self._consumer.commit_async(self._offsets(todo))
+        except KafkaError as e:
+            self.metrics.errors.labels(stage="kafka_commit").inc()
+            log.warning("kafka: commit of %s on %s at rebalance failed: %s", todo,
+                        self.url.topic, e)
+            return
+        self.metrics.kafka_commit_latency.observe(time.perf_counter() - t0)
+        self._committed.update(todo)
+
+    def forget(self, parts: frozenset[int]) -> None:
+        """Drop the state of partitions given up."""
         self._assigned = self._assigned - parts
         for p in parts:
             self._next.pop(p, None)
@@ -293,35 +362,20 @@ class KafkaSource:
                 self._lag_parts.discard(p)
                 self.metrics.kafka_lag.remove(str(p))
 
-    def _assigned_now(self, parts: frozenset[int]) -> None:
+    def assigned_now(self, parts: frozenset[int]) -> None:
         self._assigned = parts
+        self._joining = False
         self.metrics.kafka_rebalances.inc()
         log.info("kafka: assigned partitions %s of %s", sorted(parts), self.url.topic)
         for cb in self._assign_cbs:
-            try:
-                cb(parts)
-            except Exception:  # a failing hook must not break the group protocol
-                self.metrics.errors.labels(stage="kafka_rebalance").inc()
-                log.exception("kafka: assign hook failed for partitions %s", sorted(parts))
+            self._call_hook(cb, parts, "assign")
 
-
-class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, source: KafkaSource) -> None:
-        self._source = source
-
-    def on_partitions_revoked(self, revoked: Any) -> None:
-        parts = frozenset(tp.partition for tp in revoked)
-        if parts:
-            self._source._revoked(parts)
-
-    def on_partitions_lost(self, lost: Any) -> None:
-        # Membership lost (session expired, coordinator gone): the partitions may already be
-        # someone else's.  The application ends their flows as for a revocation; its commit
-        # for them fails (counted) and their new owner re-reads from the last commit.
-        self.on_partitions_revoked(lost)
-
-    def on_partitions_assigned(self, assigned: Any) -> None:
-        self._source._assigned_now(frozenset(tp.partition for tp in assigned))
+    def _call_hook(self, cb: PartitionsCallback, parts: frozenset[int], what: str) -> None:
+        try:
+            cb(parts)
+        except Exception:  # a failing hook must not break the group protocol
+            self.metrics.errors.labels(stage="kafka_rebalance").inc()
+            log.exception("kafka: %s hook failed for partitions %s", what, sorted(parts))
 
 
 def open_source(url: Url, ctx: SourceContext) -> KafkaSource:
