@@ -252,3 +252,27 @@ def test_icmp_type_and_code_of_first_packet() -> None:
 def test_wrong_dtype_is_refused() -> None:
     with pytest.raises(TypeError, match="PACKET_DTYPE"):
         FlowTable(FlowParams()).update(np.zeros(3, dtype=np.int64))  # type: ignore[arg-type]
+
+
+def test_repeated_expire_on_a_quiet_table_does_not_grow_buffers() -> None:
+    # A live source ticks expire() every 0.5 s on a quiet link; each tick must reuse the output
+    # buffers (a doubling per tick asked for 40 GiB after ~27 ticks).
+    t = FlowTable(FlowParams(idle_timeout_s=1e4))
+    t.update(PacketBuilder().add(0, "10.0.0.1", "10.0.0.2", 1000, 80, proto=6, flags=0x02).build())
+    sizes = set()
+    for i in range(60):
+        assert len(t.expire(i * 500_000_000)) == 0
+        sizes.add(t._out_meta.shape[0])
+    assert len(sizes) == 1
+
+
+def test_sweep_sees_deadlines_moved_earlier() -> None:
+    # The sweep only looks at flows whose stored deadline passed; an out-of-order packet (idle
+    # clock moves back) and a close (grace starts) both move it earlier, and must say so.
+    b = PacketBuilder().add(10 * S, A, B, 1, 2, proto=17).add(5 * S, B, A, 2, 1, proto=17)
+    b.add(20 * S, A, C, 1000, 80, flags=SYN).add(20 * S + 10, C, A, 80, 1000, flags=RST)
+    b.add(21.5 * S, C, B, 3, 4, proto=17)  # sweeps at 21.5 s: A-B idle since 5 s, A-C reset
+    t = FlowTable(FlowParams(idle_timeout_s=12.0, tcp_close_grace_s=1.0))
+    out = t.update(b.build())
+    assert out.meta["end_reason"].tolist() == [EndReason.IDLE, EndReason.RST]
+    assert t.active == 1

@@ -82,6 +82,7 @@ class FlowTable:
         self._ci = np.zeros((0, N_ICOLS), dtype=np.int64)
         self._cf = np.zeros((0, N_FCOLS), dtype=np.float64)
         self._free = np.zeros(0, dtype=np.int32)
+        self._due = np.zeros(0, dtype=np.int64)
         self._index = np.full(2, -1, dtype=np.int32)
         self._alloc(min(params.max_flows, _INITIAL_CAPACITY))
         self._out_meta = np.zeros(1024, dtype=FLOW_META_DTYPE)
@@ -95,8 +96,9 @@ class FlowTable:
         ci = np.zeros((cap, N_ICOLS), dtype=np.int64)
         cf = np.zeros((cap, N_FCOLS), dtype=np.float64)
         free = np.zeros(cap, dtype=np.int32)
+        due = np.full(cap, K.NEVER, dtype=np.int64)
         keys[:n_old], ti[:n_old] = self._keys, self._ti
-        ci[:n_old], cf[:n_old] = self._ci, self._cf
+        ci[:n_old], cf[:n_old], due[:n_old] = self._ci, self._cf, self._due
         # new slots on the free stack, lowest slot on top (popped first)
         top = int(self._ctrl[K.C_FREE_TOP])
         free[:top] = self._free[:top]
@@ -106,18 +108,15 @@ class FlowTable:
         size = 1 << max(1, int(2 * cap - 1).bit_length())  # power of two >= 2 * cap
         index = np.full(size, -1, dtype=np.int32)
         rebuild(index, keys, ti[:, K.T_STATE])
-        self._keys, self._ti, self._ci, self._cf, self._free, self._index = (
-            keys,
-            ti,
-            ci,
-            cf,
-            free,
-            index,
-        )
+        self._keys, self._ti, self._ci, self._cf = keys, ti, ci, cf
+        self._free, self._index, self._due = free, index, due
         if n_old:
             log.debug("flow table grown from %d to %d slots", n_old, cap)
 
     def _grow_out(self, need: int) -> None:
+        """Make room for ``need`` output rows (doubling; a no-op when there is room)."""
+        if need <= self._out_meta.shape[0]:
+            return  # expire() ticks every 0.5 s: growing per call doubled to 40 GiB
         cap = max(need, 2 * self._out_meta.shape[0])
         meta = np.empty(cap, dtype=FLOW_META_DTYPE)
         feat = np.empty((cap, N_FEATURES), dtype=np.float32)
@@ -126,7 +125,16 @@ class FlowTable:
         self._out_meta, self._out_feat = meta, feat
 
     def _state(self) -> tuple[np.ndarray, ...]:
-        return (self._keys, self._ti, self._ci, self._cf, self._index, self._free, self._ctrl)
+        return (
+            self._keys,
+            self._ti,
+            self._ci,
+            self._cf,
+            self._index,
+            self._free,
+            self._ctrl,
+            self._due,
+        )
 
     def _take(self) -> EndedFlows:
         n = int(self._ctrl[K.C_OUT_N])
@@ -161,20 +169,8 @@ class FlowTable:
     def expire(self, now_ns: int) -> EndedFlows:
         """End the flows that are idle, over their active time or closed at clock ``now_ns``."""
         self._grow_out(int(self._ctrl[K.C_OUT_N] + self._ctrl[K.C_ACTIVE] + 4))
-        keys, ti, ci, cf, index, free, ctrl = self._state()
-        K.sweep(
-            np.int64(now_ns),
-            keys,
-            ti,
-            ci,
-            cf,
-            index,
-            free,
-            ctrl,
-            self._prm,
-            self._out_meta,
-            self._out_feat,
-        )
+        state, out = self._state(), (self._out_meta, self._out_feat)
+        K.sweep(np.int64(now_ns), *state, self._prm, *out)  # type: ignore[call-arg]
         return self._take()
 
     def flush(self, reason: EndReason = EndReason.END_OF_INPUT) -> EndedFlows:
@@ -207,16 +203,17 @@ class FlowTable:
 
     @property
     def bytes_per_flow(self) -> int:
-        """State bytes per slot: keys, bookkeeping, feature state, index share, free stack."""
+        """State bytes per slot: keys, bookkeeping, feature state, index share, free stack,
+        deadline."""
         index_share = self._index.nbytes // self._ti.shape[0]
-        return N_KCOLS * 8 + K.N_TCOLS * 8 + BYTES_PER_FLOW + index_share + 4
+        return N_KCOLS * 8 + K.N_TCOLS * 8 + BYTES_PER_FLOW + index_share + 4 + 8
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _flush_kernel(part, reason, keys, ti, ci, cf, index, free, ctrl, out_meta, out_feat):  # type: ignore[no-untyped-def]
+def _flush_kernel(part, reason, keys, ti, ci, cf, index, free, ctrl, due, out_meta, out_feat):  # type: ignore[no-untyped-def]
     for s in range(ti.shape[0]):
         if ti[s, K.T_STATE] != K.S_FREE and (part == -2 or ti[s, K.T_PART] == part):
-            K.emit(s, reason, keys, ti, ci, cf, index, free, ctrl, out_meta, out_feat)
+            K.emit(s, reason, keys, ti, ci, cf, index, free, ctrl, due, out_meta, out_feat)
 
 
 @nb.njit(cache=True, error_model="numpy")
