@@ -81,3 +81,23 @@ def test_label_rules_on_shared_captures(shared_data: Path) -> None:
     assert set(nmap.family) == {"PortScan"} and counts["drop"] >= 1  # its DNS lookups
     ftp, _ = got["ftp-bruteforce-30.pcap"]
     assert len(ftp) >= 30 and set(ftp.family) == {"BruteForce"}  # 30 login attempts
+
+
+@pytest.mark.shared_data
+def test_shipped_model_on_shared_captures(shared_data: Path, tmp_path: Path) -> None:
+    """The default model alerts on a scan and a brute force, and not on ordinary services."""
+    from netwarden_train.assess import assess
+
+    rules = tmp_path / "r.toml"
+    rules.write_text(
+        f'root = "{shared_data / "pcaps"}"\n'
+        '[[capture]]\npath = "attack/scan/portscan-29ports.pcap"\ndefault = "PortScan"\n'
+        '[[capture]]\npath = "attack/bruteforce/ssh-password-guessing.pcap"\ndefault = "drop"\n'
+        '[[capture.rule]]\nlabel = "BruteForce"\nports = [22]\n'
+        '[[capture]]\npath = "benign/services-std-ports.pcap"\ndefault = "BENIGN"\n'
+    )
+    out = assess(REPO / "models" / "netwarden-cic", [rules])
+    per = out["per_capture"]
+    assert per["portscan-29ports.pcap"]["alerted"] >= 0.9
+    assert per["ssh-password-guessing.pcap"]["alerted"] >= 0.9
+    assert per["services-std-ports.pcap"]["alerted"] <= 0.05
