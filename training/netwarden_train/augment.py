@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from netwarden.features.cic_schema import CIC_SCHEMA
+
 from .config import AugmentConfig
 
 F32 = npt.NDArray[np.float32]
@@ -44,3 +46,29 @@ def augment(
     if not new_z:
         return np.zeros((0, z.shape[1]), np.float32), np.zeros(0, np.int64), np.zeros(0, str)
     return np.concatenate(new_z), np.concatenate(new_y), np.concatenate(new_c)
+
+
+# Units of the schema decide how a feature moves when the same traffic runs slower or faster.
+_TIME = np.array([f.unit == "us" for f in CIC_SCHEMA.features])
+_RATE = np.array([f.unit in ("1/s", "bytes/s") for f in CIC_SCHEMA.features])
+
+
+def time_scaled(
+    x: npt.NDArray[np.float64], log_range: float, rng: np.random.Generator
+) -> npt.NDArray[np.float64]:
+    """Copies of raw flows as if their packets were spaced ``exp(u)`` times wider,
+    u ~ U(-log_range, log_range): durations and gaps scale by exp(u), rates by exp(-u).
+
+    The same attack on another network differs mostly in round-trip and pacing; counts,
+    sizes and flags stay.
+
+    >>> x = np.zeros((1, len(CIC_SCHEMA))); x[0, 0] = 100.0; x[0, 1] = 3.0
+    >>> y = time_scaled(x, 1.0, np.random.default_rng(0))
+    >>> bool(y[0, 1] == 3.0 and 100 / np.e <= y[0, 0] <= 100 * np.e)
+    True
+    """
+    f = np.exp(rng.uniform(-log_range, log_range, (len(x), 1)))
+    out = x.copy()
+    out[:, _TIME] *= f
+    out[:, _RATE] /= f
+    return out

@@ -66,6 +66,10 @@ class AugmentConfig:
     target_rows: int = 1000  # ... up to this many rows
     jitter_std: float = 0.05  # Gaussian noise in standardised feature space
     mixup: bool = True  # convex mix of two rows of the same class
+    # packet-timing augmentation of capture flows (raw space, any class): copies with every
+    # time feature scaled by exp(u), u ~ U(-time_scale, time_scale), rates by exp(-u)
+    time_scale: float = 0.0
+    time_scale_copies: int = 0
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from . import export, manifest, splits
 from .assess import assess, per_capture
 from .calibrate import threshold_for_rate
 from .config import RunConfig
+from .augment import time_scaled
 from .evaluation import evaluate, pr_curve, roc_curve
 from .model import Classifier, Preprocess, fit_scaler, signed_log1p
 from .trainer import History, fit, predict_proba
@@ -46,13 +47,15 @@ def train_on_split(
     tr = _repeat_captures(t, split.train, cfg.data.capture_repeat)
     x = t.x.astype(np.float32)
     mean, std = fit_scaler(t.x[tr])
+    x_tr, y_tr, cells = x[tr], y[tr], weight_cells(t.take(tr))
+    if cfg.augment.time_scale > 0 and cfg.augment.time_scale_copies > 0:
+        x_tr, y_tr, cells = _time_augment(cfg, t.x[tr], (x_tr, y_tr, cells), t.origin[tr])
     model = Classifier(
         Preprocess(mean, std, cfg.model.clip_z), x.shape[1], len(bundle.classes), cfg.model
     )
-    cells = weight_cells(t.take(tr))
     hist = fit(
         model,
-        (x[tr], y[tr], x[split.val], y[split.val]),
+        (x_tr, y_tr, x[split.val], y[split.val]),
         cells=cells,
         n_classes=len(bundle.classes),
         cfg=cfg.train,
@@ -70,6 +73,23 @@ def train_on_split(
             t.take(split.test[cap]), 1.0 - prob[cap, 0], cfg.export.threshold
         )
     return model, hist, metrics
+
+
+def _time_augment(
+    cfg: RunConfig,
+    raw: np.ndarray,
+    base: tuple[np.ndarray, np.ndarray, np.ndarray],
+    origin: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Append time-scaled copies of the capture rows (same label and weighting cell)."""
+    rng = np.random.default_rng(cfg.seed + 1)
+    cap = origin == "capture"
+    xs, ys, cs = [base[0]], [base[1]], [base[2]]
+    for _ in range(cfg.augment.time_scale_copies):
+        xs.append(time_scaled(raw[cap], cfg.augment.time_scale, rng).astype(np.float32))
+        ys.append(base[1][cap])
+        cs.append(base[2][cap])
+    return np.concatenate(xs), np.concatenate(ys), np.concatenate(cs)
 
 
 def weight_cells(t: Any) -> np.ndarray:
