@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-
 from netwarden.features.cic_schema import CIC_SCHEMA
 
 from .config import AugmentConfig

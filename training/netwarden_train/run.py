@@ -21,9 +21,9 @@ from netwarden.flows.params import FlowParams
 from . import data as data_mod
 from . import export, manifest, splits
 from .assess import assess, per_capture
+from .augment import time_scaled
 from .calibrate import threshold_for_rate
 from .config import RunConfig
-from .augment import time_scaled
 from .evaluation import evaluate, pr_curve, roc_curve
 from .model import Classifier, Preprocess, fit_scaler, signed_log1p
 from .trainer import History, fit, predict_proba
