@@ -265,6 +265,11 @@ def test_empty_batch(model: Model) -> None:
     assert pol.documents(flows, model.score(flows.features)) == ([], [])
 
 
+@given(st.integers(0, 2**32 - 1))
+def test_ipv4_text_matches_ipaddress(v: int) -> None:
+    assert format_addr(0, 0xFFFF_0000_0000 | v) == str(ipaddress.IPv4Address(v))
+
+
 def test_address_and_time_formatting() -> None:
     assert format_addr(*_addr("192.0.2.1")) == "192.0.2.1"
     assert format_addr(*_addr("::1")) == "::1"
