@@ -22,11 +22,9 @@ from .features.cic_schema import CIC_SCHEMA
 from .features.schema import FeatureSchema
 from .flows.params import EndedFlows
 from .metrics import Metrics
+from .packets import IPV4_MAPPED_PREFIX
 from .scoring.manifest import Manifest
 from .scoring.model import Scores
-
-_ONES = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
-_V4_MAPPED = 0xFFFF_0000_0000
 
 
 def _halves(x: int) -> tuple[np.uint64, np.uint64]:
@@ -34,6 +32,7 @@ def _halves(x: int) -> tuple[np.uint64, np.uint64]:
 
 
 _MAPPED_NET = ipaddress.IPv6Network("::ffff:0:0/96")
+_S32, _MAPPED_TOP = np.uint64(32), IPV4_MAPPED_PREFIX >> np.uint64(32)
 
 Cidr = tuple[np.uint64, np.uint64, np.uint64, np.uint64, bool]
 
@@ -52,7 +51,7 @@ def parse_cidr(cidr: str) -> Cidr:
     except ValueError as e:
         raise ValueError(f"allowlist CIDR {cidr!r} is not valid: {e}") from None
     if net.version == 4:
-        addr, plen = _V4_MAPPED | int(net.network_address), 96 + net.prefixlen
+        addr, plen = int(IPV4_MAPPED_PREFIX) | int(net.network_address), 96 + net.prefixlen
         v6_only = False
     else:
         addr, plen = int(net.network_address), net.prefixlen
@@ -109,7 +108,7 @@ class AlertPolicy:
                 hi, lo = meta[f"{side}_hi"], meta[f"{side}_lo"]
                 inside = ((hi & m_hi) == net_hi) & ((lo & m_lo) == net_lo)
                 if v6_only:
-                    inside &= ~((hi == 0) & ((lo >> np.uint64(32)) == np.uint64(0xFFFF)))
+                    inside &= ~((hi == 0) & ((lo >> _S32) == _MAPPED_TOP))  # not IPv4
                 hit |= inside
         return hit
 
