@@ -85,6 +85,34 @@ class Explainer:
             method = METHOD_ROBUST_Z
         return np.where(np.isfinite(c), c, -np.inf), method
 
+    def top(
+        self,
+        features: npt.NDArray[np.float32],
+        attributions: npt.NDArray[np.float32] | None,
+        *,
+        k: int = 3,
+    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64], npt.NDArray[np.bool_], str]:
+        """Top ``k`` features per row, vectorised: (index, contribution, kept, method).
+
+        All three arrays are (m, k), largest contribution first, ties to the lower feature
+        index (the order of a stable sort); ``kept`` marks the reasons that pass the noise
+        floor (always a prefix of each row).  ``k`` rounds of ``argmax`` cost far less than
+        sorting all features of every row.
+        """
+        contrib, method = self.contributions(features, attributions)
+        m = contrib.shape[0]
+        k = min(k, contrib.shape[1])
+        order = np.zeros((m, k), dtype=np.intp)
+        value = np.full((m, k), -np.inf)
+        rows = np.arange(m)
+        work = contrib.copy()
+        for t in range(k):
+            j = work.argmax(axis=1) if m else np.zeros(0, dtype=np.intp)
+            order[:, t], value[:, t] = j, work[rows, j]
+            work[rows, j] = -np.inf
+        floor = np.maximum(value[:, :1] * _MIN_SHARE, np.finfo(np.float64).tiny)
+        return order, value, value >= floor, method
+
     def reasons(
         self,
         features: npt.NDArray[np.float32],
@@ -93,14 +121,14 @@ class Explainer:
         k: int = 3,
     ) -> tuple[list[list[dict[str, Any]]], str]:
         """Top ``k`` reasons per row (largest contribution first) and the method."""
-        contrib, method = self.contributions(features, attributions)
-        order = np.argsort(-contrib, axis=1, kind="stable")[:, :k]
-        top = np.take_along_axis(contrib, order[:, :1], axis=1)
-        floor = np.maximum(top * _MIN_SHARE, np.finfo(np.float64).tiny)
+        order, value, kept, method = self.top(features, attributions, k=k)
         out: list[list[dict[str, Any]]] = []
         for r in range(features.shape[0]):
-            keep = [int(i) for i in order[r] if contrib[r, i] >= floor[r, 0]]
-            out.append([self._reason(i, float(features[r, i]), float(contrib[r, i])) for i in keep])
+            out.append([
+                self._reason(int(i), float(features[r, i]), float(c))
+                for i, c, ok in zip(order[r], value[r], kept[r], strict=True)
+                if ok
+            ])
         return out, method
 
     def _reason(self, i: int, value: float, contribution: float) -> dict[str, Any]:
