@@ -95,7 +95,7 @@ def _by_family(buf, p, end, big_endian):  # type: ignore[no-untyped-def]
         fam = ((fam & 0xFF) << 24) | ((fam & 0xFF00) << 8) | ((fam >> 8) & 0xFF00) | (fam >> 24)
     if fam == AF_INET:
         return p + 4, 4, 0
-    if fam == 24 or fam == 28 or fam == 30:
+    if fam in AF_INET6_VALUES:
         return p + 4, 6, 0
     return p, L2_NOT_IP, 0
 

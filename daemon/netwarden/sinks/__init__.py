@@ -19,7 +19,18 @@ from .jsonl import FileSink, SinkError, StdoutSink, encode_lines
 SinkFactory = Callable[[str, Metrics | None], Sink]
 """Builds a sink from its full URL (``kafka://broker:9092/topic``) and optional metrics."""
 
-_SCHEMES: dict[str, SinkFactory] = {}
+
+def _file_from_url(url: str, metrics: Metrics | None) -> Sink:
+    parts = urlsplit(url)
+    if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+        raise SinkError(
+            f"sink URL {url!r}: a file URL needs an absolute path, "
+            "e.g. file:///var/log/netwarden/alerts.jsonl"
+        )
+    return FileSink(unquote(parts.path), metrics=metrics)
+
+
+_SCHEMES: dict[str, SinkFactory] = {"file": _file_from_url}
 
 
 def register_sink_scheme(scheme: str, factory: SinkFactory, *, replace: bool = False) -> None:
@@ -33,19 +44,6 @@ def register_sink_scheme(scheme: str, factory: SinkFactory, *, replace: bool = F
 def supported_schemes() -> list[str]:
     """URL forms :func:`open_sink` accepts, for messages and ``--help``."""
     return ["-", "PATH", *(f"{s}://" for s in sorted(_SCHEMES))]
-
-
-def _file_from_url(url: str, metrics: Metrics | None) -> Sink:
-    parts = urlsplit(url)
-    if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
-        raise SinkError(
-            f"sink URL {url!r}: a file URL needs an absolute path, "
-            "e.g. file:///var/log/netwarden/alerts.jsonl"
-        )
-    return FileSink(unquote(parts.path), metrics=metrics)
-
-
-register_sink_scheme("file", _file_from_url)
 
 
 def open_sink(url: str, *, metrics: Metrics | None = None) -> Sink:
