@@ -17,7 +17,7 @@ Frame = tuple[int, bytes] | tuple[int, bytes, int]
 
 
 def _wire(frame: Frame) -> int:
-    return frame[2] if len(frame) == 3 else len(frame[1])  # type: ignore[misc]
+    return frame[2] if len(frame) == 3 else len(frame[1])
 
 
 def pcap_bytes(
@@ -66,7 +66,7 @@ class PcapngBuilder:
     def __init__(self) -> None:
         self._blocks: list[bytes] = []
         self._e = "<"
-        self._tsresol: list[tuple[int, int]] = []  # per interface: (units per second, base)
+        self._tsresol: list[int] = []  # per interface: timestamp units per second
 
     def block(self, btype: int, body: bytes) -> PcapngBuilder:
         """Append any block (type and unpadded body)."""

@@ -310,13 +310,13 @@ _v4 = st.integers(0, 2**32 - 1).map(lambda i: str(ipaddress.IPv4Address(i)))
 _v6 = st.integers(0, 2**128 - 1).map(lambda i: str(ipaddress.IPv6Address(i)))
 
 
-_MAPPED = ipaddress.ip_network("::ffff:0:0/96")
+_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 
 
 def _in_allowlist(addr: str, net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
     """Oracle: IPv4 is ::ffff:a.b.c.d; an IPv6 net outside ::ffff:0:0/96 matches IPv6 only."""
     a = ipaddress.ip_address(addr)
-    if net.version == 4:
+    if isinstance(net, ipaddress.IPv4Network):
         return a.version == 4 and a in net
     if a.version == 4:
         return net.subnet_of(_MAPPED) and ipaddress.ip_address(f"::ffff:{a}") in net

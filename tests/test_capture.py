@@ -25,7 +25,7 @@ def read_all(path: Path, **kw: int) -> tuple[list[FrameBatch], CaptureReader]:
 
 def frame_bytes(b: FrameBatch, i: int) -> bytes:
     o = int(b.offsets[i])
-    return b.data[o : o + int(b.caplen[i])].tobytes()
+    return bytes(b.data[o : o + int(b.caplen[i])])
 
 
 def flat(batches: list[FrameBatch]) -> list[tuple[int, bytes, int]]:

@@ -28,7 +28,8 @@ MIN_AGREE = {name: 9 for name in CIC_SCHEMA.names}
 
 def load_pcap(path: Path) -> PacketArray:
     """Decode an Ethernet/IPv4 capture with scapy into ``PACKET_DTYPE`` rows (test helper)."""
-    from scapy.all import IP, TCP, UDP, PcapReader
+    from scapy.layers.inet import IP, TCP, UDP
+    from scapy.utils import PcapReader
 
     rows = []
     for i, frame in enumerate(PcapReader(str(path))):

@@ -160,7 +160,7 @@ def _ours(r: dict[str, str]) -> str | None:
         return None
     if int(sport) in _ICMP_ERRORS.get(proto, ()):
         return None
-    return community_id(src, dst, proto, int(sport), int(dport))
+    return str(community_id(src, dst, proto, int(sport), int(dport)))
 
 
 @pytest.mark.shared_data

@@ -14,7 +14,7 @@ from conftest import all_shared_pcaps
 from netwarden.capture import open_capture
 from netwarden.decode import SKIP_REASON_NAMES, SkipReason, decode
 from netwarden.packets import FRAG_FIRST, FRAG_LATER, FRAG_NONE, FrameBatch
-from scapy.layers.inet import GRE, ICMP, IP, TCP, UDP, IPOption_RR, fragment
+from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_RR, fragment
 from scapy.layers.inet6 import (
     ICMPv6EchoRequest,
     IPv6,
@@ -25,7 +25,7 @@ from scapy.layers.inet6 import (
     fragment6,
 )
 from scapy.layers.ipsec import AH
-from scapy.layers.l2 import ARP, CookedLinux, CookedLinuxV2, Dot1AD, Dot1Q, Ether
+from scapy.layers.l2 import ARP, GRE, CookedLinux, CookedLinuxV2, Dot1AD, Dot1Q, Ether
 from scapy.layers.ppp import PPP, PPPoE
 from scapy.packet import Packet, Raw
 
@@ -46,7 +46,8 @@ def one(frame: bytes | Packet, linktype: int = 1) -> np.void:
     pk, sk = decode(make_batch([bytes(frame)], linktype))
     assert sk.sum() == 0, dict(zip(SKIP_REASON_NAMES, sk.tolist(), strict=True))
     assert len(pk) == 1
-    return pk[0]
+    row: np.void = pk[0]
+    return row
 
 
 def skip_of(frame: bytes | Packet, linktype: int = 1) -> SkipReason:
@@ -174,7 +175,9 @@ def test_ipv6_esp_and_no_next_header_stop_parsing() -> None:
 
 
 def test_ipv4_fragments_first_has_ports_later_do_not() -> None:
-    frags = fragment(V4 / UDP(sport=7777, dport=53) / Raw(b"z" * 3000), fragsize=1000)
+    frags = fragment(  # type: ignore[no-untyped-call]
+        V4 / UDP(sport=7777, dport=53) / Raw(b"z" * 3000), fragsize=1000
+    )
     pk, sk = decode(make_batch([bytes(ETH / f) for f in frags]))
     assert sk.sum() == 0 and len(pk) == len(frags) == 4
     assert pk["frag"].tolist() == [FRAG_FIRST, FRAG_LATER, FRAG_LATER, FRAG_LATER]
@@ -192,7 +195,7 @@ def test_ipv6_fragments() -> None:
         / UDP(sport=9, dport=10)
         / Raw(b"y" * 2500)
     )
-    frags = fragment6(pkt, 1280)
+    frags = fragment6(pkt, 1280)  # type: ignore[no-untyped-call]
     pk, sk = decode(make_batch([bytes(ETH / f) for f in frags]))
     assert sk.sum() == 0 and len(pk) == len(frags) >= 2
     assert pk["frag"].tolist() == [FRAG_FIRST] + [FRAG_LATER] * (len(frags) - 1)

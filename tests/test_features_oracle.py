@@ -76,11 +76,14 @@ def reference(f: PacketArray) -> np.ndarray:
     n, nf, nb = len(f), int(fwd.sum()), int((~fwd).sum())
     dur = (ts[-1] - ts[0]) / 1e9
 
-    def rate(x):
-        return x / dur if dur else 0.0
+    def rate(x: float) -> float:
+        return float(x / dur) if dur else 0.0
 
     fiat, biat, iat = np.diff(ts[fwd]) / US, np.diff(ts[~fwd]) / US, np.diff(ts) / US
-    bit = lambda b, m=slice(None): float(((fl[m] & b) != 0).sum())  # noqa: E731
+
+    def bit(b: int, m: np.ndarray | slice = slice(None)) -> float:
+        return float(((fl[m] & b) != 0).sum())
+
     active, idle = _activity(ts)
     out = [dur * 1e6, nf, nb, pl[fwd].sum(), pl[~fwd].sum()]
     out += _s4(pl[fwd], "MMMS") + _s4(pl[~fwd], "MMMS")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from netwarden.flows.params import FlowParams
+from netwarden.flows.params import EndedFlows, FlowParams
 from netwarden.flows.synth import PacketBuilder, addr_halves
 from netwarden.flows.table import FlowTable
 from netwarden.packets import PacketArray
@@ -33,9 +33,10 @@ def build(rows: list[tuple[int, str, str, int, int, int, int, int]]) -> PacketAr
     return b.build()
 
 
-def run(pk: PacketArray, params: FlowParams, chunks: int = 1) -> tuple[list, int]:
+def run(pk: PacketArray, params: FlowParams, chunks: int = 1) -> tuple[list[EndedFlows], int]:
     table = FlowTable(params)
-    ended, peak = [], 0
+    ended: list[EndedFlows] = []
+    peak = 0
     for part in np.array_split(pk, chunks):
         ended.append(table.update(part))
         peak = max(peak, table.active)
@@ -69,7 +70,7 @@ def test_key_symmetry_one_flow_per_conversation(rows) -> None:  # type: ignore[n
     convs = {(frozenset([(s, sp), (d, dp)]), pr) for _, s, d, sp, dp, pr, _, _ in rows}
     assert len(meta) == len(convs)
     # forward is the first sender of each conversation
-    first = {}
+    first: dict[tuple[frozenset[tuple[str, int]], int], tuple[str, int]] = {}
     for _, s, d, sp, dp, pr, _, _ in rows:
         first.setdefault((frozenset([(s, sp), (d, dp)]), pr), (s, sp))
     senders = sorted((int(m["sport"]), int(m["src_lo"])) for m in meta)
@@ -85,7 +86,7 @@ def test_chunking_does_not_change_flows(rows, chunks) -> None:  # type: ignore[n
     whole, _ = run(pk, params, 1)
     split, _ = run(pk, params, chunks)
 
-    def cat(ended: list) -> tuple[np.ndarray, np.ndarray]:
+    def cat(ended: list[EndedFlows]) -> tuple[np.ndarray, np.ndarray]:
         m = np.concatenate([e.meta for e in ended])
         f = np.concatenate([e.features for e in ended])
         order = np.lexsort((m["sport"], m["first_ts_ns"], m["end_reason"]))

@@ -22,7 +22,7 @@ def handshake(b: PacketBuilder, t: float = 0.0, c: str = A, sport: int = 1000) -
 
 
 def feat(ended: EndedFlows, name: str) -> np.ndarray:
-    return ended.features[:, CIC_SCHEMA.index(name)]
+    return np.asarray(ended.features[:, CIC_SCHEMA.index(name)])
 
 
 def test_both_directions_are_one_flow_forward_is_first_sender() -> None:
@@ -251,7 +251,7 @@ def test_icmp_type_and_code_of_first_packet() -> None:
 
 def test_wrong_dtype_is_refused() -> None:
     with pytest.raises(TypeError, match="PACKET_DTYPE"):
-        FlowTable(FlowParams()).update(np.zeros(3, dtype=np.int64))  # type: ignore[arg-type]
+        FlowTable(FlowParams()).update(np.zeros(3, dtype=np.int64))
 
 
 def test_repeated_expire_on_a_quiet_table_does_not_grow_buffers() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from capwriter import PcapngBuilder, make_batch, pcap_bytes, write_pcap
+from capwriter import Frame, PcapngBuilder, make_batch, pcap_bytes, write_pcap
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from netwarden.capture import READER_SKIP_NAMES, CaptureError, open_capture
@@ -90,7 +90,7 @@ def test_truncated_last_pcapng_block(tmp_path: Path) -> None:
 
 
 def test_zero_length_records_are_counted_and_skipped(tmp_path: Path) -> None:
-    frames = [GOOD[0], (T0, b""), GOOD[1], (T0, b"", 60)]
+    frames: list[Frame] = [GOOD[0], (T0, b""), GOOD[1], (T0, b"", 60)]
     path = write_pcap(tmp_path / "z.pcap", frames)
     with open_capture(path) as r:
         batches = list(r)

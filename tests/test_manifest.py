@@ -89,7 +89,7 @@ def test_missing_dir_and_file_and_bad_json(tmp_path: Path) -> None:
     d = write_model_dir(tmp_path / "m")
     for garbage in (b"{not json", b"\xff\xfe\x00binary", b"[" * 100_000):
         (d / "manifest.json").write_bytes(garbage)
-        with pytest.raises(ModelError, match="manifest.json: not valid JSON") as ei:
+        with pytest.raises(ModelError, match=r"manifest\.json: not valid JSON") as ei:
             load_manifest(d)
         assert "\n" not in str(ei.value)
 

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 
 def _softmax(z: np.ndarray) -> np.ndarray:
     e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+    return np.asarray(e / e.sum(axis=1, keepdims=True))
 
 
 def test_scores_match_numpy(tmp_path: Path) -> None:
