@@ -9,13 +9,13 @@ the rows that become documents.  The document format is described in docs/alerts
 from __future__ import annotations
 
 import ipaddress
-from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from .alerts_batch import BatchAlerts
 from .alerts_ecs import as_flow_log, flow_fields
 from .alerts_reasons import Explainer, message
 from .features.cic_schema import CIC_SCHEMA
@@ -99,6 +99,9 @@ class AlertPolicy:
         self._allow = [parse_cidr(c) for c in allowlist_cidrs]
         self._explainer = Explainer.build(manifest, schema)
         self._model = {"name": manifest.name, "version": manifest.version}
+        self._batch = BatchAlerts(manifest.classes, threshold=threshold, model=self._model,
+                                  explainer=self._explainer, seed=community_id_seed,
+                                  top_k=top_k)
 
     def allowlisted(self, meta: npt.NDArray[np.void]) -> npt.NDArray[np.bool_]:
         """Rows whose source or destination lies in an allowlisted CIDR."""
@@ -115,30 +118,49 @@ class AlertPolicy:
     def documents(
         self, flows: EndedFlows, scores: Scores
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """Alert documents and flow-log documents (empty unless ``emit_flows``)."""
-        over = scores.attack_score >= self.threshold  # NaN scores never alert
-        allow = self.allowlisted(flows.meta) & over if self._allow else np.zeros_like(over)
-        alert = over & ~allow
-        idx = np.flatnonzero(alert)
+        """Alert documents and flow-log documents (empty unless ``emit_flows``).
+
+        The alerts are :class:`~netwarden.sinks.jsonl.EncodedDoc` dicts that carry their JSON
+        line, built for the whole batch at once (:mod:`netwarden.alerts_batch`).
+        """
+        over, allow, idx = self._select(flows, scores)
+        alerts: list[dict[str, Any]] = list(self._batch.documents(flows, scores, idx))
+        self._count(scores.attack_idx[idx], int(allow.sum()))
+        return alerts, self._flow_log(flows, scores, idx, alerts, over, allow)
+
+    def documents_per_row(self, flows: EndedFlows, scores: Scores) -> list[dict[str, Any]]:
+        """The alert documents built row by row from plain dicts: the straightforward
+        reference that :meth:`documents` must equal (tests compare them); counts nothing."""
+        _, _, idx = self._select(flows, scores)
         reasons, method = self._explainer.reasons(
             flows.features[idx],
             scores.attributions[idx] if scores.attributions is not None else None,
             k=self.top_k,
         )
-        alert_rows = flows.meta[idx].tolist()  # plain ints: only the rows that become docs
-        alerts = [
+        rows = flows.meta[idx].tolist()  # plain ints: only the rows that become docs
+        return [
             self._alert_doc(row, scores, i, reasons[j], method)
-            for j, (i, row) in enumerate(zip(idx.tolist(), alert_rows, strict=True))
+            for j, (i, row) in enumerate(zip(idx.tolist(), rows, strict=True))
         ]
-        self._count(alerts, int(allow.sum()))
-        flow_log: list[dict[str, Any]] = []
-        if self.emit_flows:
-            by_row = dict(zip(idx.tolist(), alerts, strict=True))
-            flow_log = [
-                self._flow_doc(row, scores, i, by_row.get(i), bool(over[i]), bool(allow[i]))
-                for i, row in enumerate(flows.meta.tolist())
-            ]
-        return alerts, flow_log
+
+    def _select(self, flows: EndedFlows, scores: Scores) -> tuple[
+        npt.NDArray[np.bool_], npt.NDArray[np.bool_], npt.NDArray[np.intp]
+    ]:
+        """(over the threshold, allowlisted among those, indices of the rows that alert)."""
+        over = scores.attack_score >= self.threshold  # NaN scores never alert
+        allow = self.allowlisted(flows.meta) & over if self._allow else np.zeros_like(over)
+        return over, allow, np.flatnonzero(over & ~allow)
+
+    def _flow_log(self, flows: EndedFlows, scores: Scores, idx: npt.NDArray[np.intp],
+                  alerts: list[dict[str, Any]], over: npt.NDArray[np.bool_],
+                  allow: npt.NDArray[np.bool_]) -> list[dict[str, Any]]:
+        if not self.emit_flows:
+            return []
+        by_row = dict(zip(idx.tolist(), alerts, strict=True))
+        return [
+            self._flow_doc(row, scores, i, by_row.get(i), bool(over[i]), bool(allow[i]))
+            for i, row in enumerate(flows.meta.tolist())
+        ]
 
     def _label(self, scores: Scores, i: int, over: bool) -> str:
         """Over the threshold: the most probable attack class; else the most probable class."""
@@ -189,10 +211,12 @@ class AlertPolicy:
             doc["netwarden"]["suppressed"] = "allowlist"
         return doc
 
-    def _count(self, alerts: list[dict[str, Any]], suppressed: int) -> None:
+    def _count(self, label_idx: npt.NDArray[np.intp], suppressed: int) -> None:
         if self._metrics is None:
             return
-        for label, n in Counter(a["netwarden"]["label"] for a in alerts).items():
-            self._metrics.alerts.labels(label=label).inc(n)
+        counts = np.bincount(label_idx, minlength=len(self.manifest.classes)).tolist()
+        for label, n in zip(self.manifest.classes, counts, strict=True):
+            if n:
+                self._metrics.alerts.labels(label=label).inc(n)
         if suppressed:
             self._metrics.alerts_suppressed.labels(reason="allowlist").inc(suppressed)

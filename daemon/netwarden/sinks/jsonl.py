@@ -1,6 +1,8 @@
 """JSON-lines sinks: standard output and append-only files (with logrotate support).
 
-One compact JSON document per line, UTF-8.  A document that cannot be encoded (NaN, a
+One compact JSON document per line, UTF-8.  An :class:`EncodedDoc` (what the alert policy
+produces) already carries its line and is written as is; other documents are encoded here.
+A document that cannot be encoded (NaN, a
 non-JSON type) is skipped and counted in ``errors{stage="sink"}``; the others are written.
 :meth:`FileSink.flush` flushes and fsyncs: after it returns, the documents are on disk (the
 acknowledgement point for at-least-once delivery).
@@ -8,6 +10,7 @@ acknowledgement point for at-least-once delivery).
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -31,6 +34,36 @@ class SinkError(Exception):
     """A sink that cannot be opened or written (one-line message naming the URL or path)."""
 
 
+class EncodedDoc(dict[str, Any]):
+    """A document (a plain nested dict) that carries its compact JSON line, ``json_line``.
+
+    The producer builds both from the same values, so sinks need not encode the nested dict
+    again (that was most of the cost of an alert).  Treat it as read-only: copies
+    (``copy.copy``, ``copy.deepcopy``, ``dict(doc)``, pickling) are plain dicts, encoded afresh,
+    so change a copy, never the document itself.
+    """
+
+    __slots__ = ("json_line",)
+
+    def __init__(self, doc: dict[str, Any], json_line: str) -> None:
+        super().__init__(doc)
+        self.json_line = json_line
+
+    def __copy__(self) -> dict[str, Any]:
+        return dict(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
+        return copy.deepcopy(dict(self), memo)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (dict, (dict(self),))
+
+
+def json_line(doc: Document) -> str | None:
+    """The pre-encoded line of an :class:`EncodedDoc` (no newline), else None."""
+    return doc.json_line if type(doc) is EncodedDoc else None
+
+
 def _default(o: Any) -> Any:
     if isinstance(o, np.generic):
         return o.item()
@@ -46,6 +79,9 @@ def encode_lines(docs: Sequence[Document], *, metrics: Metrics | None = None) ->
     lines: list[str] = []
     bad = 0
     for d in docs:
+        if type(d) is EncodedDoc:
+            lines.append(d.json_line)
+            continue
         try:
             lines.append(
                 json.dumps(
