@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ipaddress
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -369,3 +371,18 @@ def test_batch_with_other_array_types_decodes_the_same() -> None:
         seq=b.seq,
     )
     assert decode(odd)[0].tobytes() == decode(b)[0].tobytes()
+
+
+def test_importing_the_stages_compiles_nothing() -> None:
+    # numba kernels compile (or load from cache) on first call, never as an import side effect
+    code = (
+        "import sys\n"
+        "import netwarden.capture, netwarden.decode, netwarden.flows.table\n"
+        "from numba.core.registry import CPUDispatcher\n"
+        "mods = [m for n, m in list(sys.modules.items()) if n.startswith('netwarden')]\n"
+        "ks = [v for m in mods for v in vars(m).values() if isinstance(v, CPUDispatcher)]\n"
+        "assert len(ks) > 20, len(ks)\n"
+        "print(sum(1 for k in ks if k.signatures))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "0"
