@@ -1,4 +1,5 @@
-"""Write small synthetic captures (classic pcap and pcapng) for the capture and decode tests.
+"""Write small synthetic captures (classic pcap and pcapng) for the capture and decode tests,
+and read them back.
 
 A frame is ``(ts_ns, data)`` or ``(ts_ns, data, wire_len)``.  Nothing here validates input: tests
 use it to build broken files on purpose.
@@ -11,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
+from netwarden.capture import CaptureReader, open_capture
 from netwarden.packets import FrameBatch
 
 Frame = tuple[int, bytes] | tuple[int, bytes, int]
@@ -164,3 +166,9 @@ def make_batch(
         part=np.full(n, part, dtype=np.int32),
         seq=np.arange(n, dtype=np.int64),
     )
+
+
+def read_all(path: Path, **kw: int) -> tuple[list[FrameBatch], CaptureReader]:
+    """Every batch of a capture, and the (closed) reader for its counters."""
+    with open_capture(path, **kw) as r:
+        return list(r), r

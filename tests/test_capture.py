@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from capwriter import PcapngBuilder, write_pcap
+from capwriter import PcapngBuilder, read_all, write_pcap
 from conftest import all_shared_pcaps
-from netwarden.capture import CaptureReader, open_capture
+from netwarden.capture import open_capture
 from netwarden.packets import FrameBatch
 
 T0 = 1_700_000_000_123_456_000  # ns, whole microseconds
@@ -16,11 +16,6 @@ T0 = 1_700_000_000_123_456_000  # ns, whole microseconds
 
 def frames_of(n: int, *, step_ns: int = 1_000_000) -> list[tuple[int, bytes, int]]:
     return [(T0 + i * step_ns, bytes([i % 256]) * (10 + i), 100 + i) for i in range(n)]
-
-
-def read_all(path: Path, **kw: int) -> tuple[list[FrameBatch], CaptureReader]:
-    with open_capture(path, **kw) as r:
-        return list(r), r
 
 
 def frame_bytes(b: FrameBatch, i: int) -> bytes:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from capwriter import Frame, PcapngBuilder, make_batch, pcap_bytes, write_pcap
+from capwriter import Frame, PcapngBuilder, make_batch, pcap_bytes, read_all, write_pcap
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from netwarden.capture import READER_SKIP_NAMES, CaptureError, open_capture
@@ -29,9 +29,8 @@ HYP = settings(
 
 def read(path: Path) -> tuple[int, dict[str, int], int]:
     """Frames read, skips, records seen."""
-    with open_capture(path) as r:
-        n = sum(len(b) for b in r)
-        return n, r.skips, r.records
+    batches, r = read_all(path)
+    return sum(len(b) for b in batches), r.skips, r.records
 
 
 def open_error(path: Path) -> str:
