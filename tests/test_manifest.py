@@ -58,6 +58,10 @@ def test_valid_manifest_round_trips(tmp_path: Path) -> None:
         (lambda d: d["flow"].update(idle_timeout_s="2m"), "flow.idle_timeout_s", "finite"),
         (lambda d: d["flow"].update(max_flows=1.5), "flow.max_flows", "must be an integer"),
         (lambda d: d["flow"].update(bogus=1), "flow.bogus", "is not a flow parameter"),
+        # values a flow table refuses: caught at model load, not when the daemon builds the table
+        (lambda d: d["flow"].update(idle_timeout_s=0), "flow.idle_timeout_s", "must be > 0"),
+        (lambda d: d["flow"].update(max_flows=0), "flow.max_flows", "must be in [1, 2**30]"),
+        (lambda d: d["flow"].update(tcp_close_grace_s=-1), "flow.tcp_close_grace_s", ">= 0"),
         (
             lambda d: d["benign_stats"]["Flow Duration"].update(p05=5.0),
             "benign_stats.Flow Duration",

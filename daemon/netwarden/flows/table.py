@@ -31,9 +31,13 @@ SWEEP_INTERVAL_NS = _NS  # timeouts are checked once per second of packet time
 _INITIAL_CAPACITY = 1024
 
 
-def _validate(params: FlowParams, schema: FeatureSchema) -> None:
-    if schema.hash != CIC_SCHEMA.hash:
-        raise ValueError(f"schema: only {CIC_SCHEMA.id} is implemented, got {schema.id}")
+def check_params(params: FlowParams) -> None:
+    """Raise ValueError naming the first ``flow.<key>`` a flow table cannot work with.
+
+    >>> check_params(FlowParams(idle_timeout_s=0))
+    Traceback (most recent call last):
+    ValueError: flow.idle_timeout_s: must be > 0, got 0
+    """
     for key in ("idle_timeout_s", "active_timeout_s", "activity_timeout_s"):
         if not getattr(params, key) > 0:
             raise ValueError(f"flow.{key}: must be > 0, got {getattr(params, key)}")
@@ -41,6 +45,12 @@ def _validate(params: FlowParams, schema: FeatureSchema) -> None:
         raise ValueError(f"flow.tcp_close_grace_s: must be >= 0, got {params.tcp_close_grace_s}")
     if not 1 <= params.max_flows <= 2**30:
         raise ValueError(f"flow.max_flows: must be in [1, 2**30], got {params.max_flows}")
+
+
+def _validate(params: FlowParams, schema: FeatureSchema) -> None:
+    if schema.hash != CIC_SCHEMA.hash:
+        raise ValueError(f"schema: only {CIC_SCHEMA.id} is implemented, got {schema.id}")
+    check_params(params)
 
 
 class FlowTable:

@@ -19,6 +19,7 @@ from typing import Any
 
 from ..features.schema import FeatureSchema
 from ..flows.params import FlowParams
+from ..flows.table import check_params
 
 MANIFEST_FILE = "manifest.json"
 THRESHOLD_FILE = "threshold.json"
@@ -219,9 +220,13 @@ def _flow(r: _Reader) -> FlowParams:
     values: dict[str, Any] = {}
     for k in fr.obj:
         values[k] = fr.integer(k) if k == "max_flows" else fr.number(k)
-        if values[k] < 0:
-            raise fr.error(f"flow.{k}", f"must be >= 0, got {values[k]!r}")
-    return FlowParams.from_dict(values)
+    params = FlowParams.from_dict(values)
+    try:
+        check_params(params)
+    except ValueError as e:  # "flow.<key>: <rule>, got <value>"
+        key, _, problem = str(e).partition(": ")
+        raise fr.error(key, problem) from None
+    return params
 
 
 def _benign_stats(r: _Reader) -> dict[str, BenignStat]:
