@@ -25,7 +25,7 @@ from .augment import time_scaled
 from .calibrate import threshold_for_rate
 from .config import RunConfig
 from .evaluation import evaluate, pr_curve, roc_curve
-from .model import Classifier, Preprocess, fit_scaler, signed_log1p
+from .model import Classifier, Preprocess, fit_scaler
 from .trainer import History, fit, predict_proba
 
 log = logging.getLogger(__name__)
@@ -299,5 +299,3 @@ def run(cfg: RunConfig, *, config_text: str = "") -> Path:
     log.info("run finished in %.1f s: %s", metrics["seconds"], run_dir)
     return run_dir
 
-
-__all__ = ["run", "signed_log1p"]
