@@ -99,9 +99,14 @@ class AlertPolicy:
         self._allow = [parse_cidr(c) for c in allowlist_cidrs]
         self._explainer = Explainer.build(manifest, schema)
         self._model = {"name": manifest.name, "version": manifest.version}
-        self._batch = BatchAlerts(manifest.classes, threshold=threshold, model=self._model,
-                                  explainer=self._explainer, seed=community_id_seed,
-                                  top_k=top_k)
+        self._batch = BatchAlerts(
+            manifest.classes,
+            threshold=threshold,
+            model=self._model,
+            explainer=self._explainer,
+            seed=community_id_seed,
+            top_k=top_k,
+        )
 
     def allowlisted(self, meta: npt.NDArray[np.void]) -> npt.NDArray[np.bool_]:
         """Rows whose source or destination lies in an allowlisted CIDR."""
@@ -143,17 +148,23 @@ class AlertPolicy:
             for j, (i, row) in enumerate(zip(idx.tolist(), rows, strict=True))
         ]
 
-    def _select(self, flows: EndedFlows, scores: Scores) -> tuple[
-        npt.NDArray[np.bool_], npt.NDArray[np.bool_], npt.NDArray[np.intp]
-    ]:
+    def _select(
+        self, flows: EndedFlows, scores: Scores
+    ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_], npt.NDArray[np.intp]]:
         """(over the threshold, allowlisted among those, indices of the rows that alert)."""
         over = scores.attack_score >= self.threshold  # NaN scores never alert
         allow = self.allowlisted(flows.meta) & over if self._allow else np.zeros_like(over)
         return over, allow, np.flatnonzero(over & ~allow)
 
-    def _flow_log(self, flows: EndedFlows, scores: Scores, idx: npt.NDArray[np.intp],
-                  alerts: list[dict[str, Any]], over: npt.NDArray[np.bool_],
-                  allow: npt.NDArray[np.bool_]) -> list[dict[str, Any]]:
+    def _flow_log(
+        self,
+        flows: EndedFlows,
+        scores: Scores,
+        idx: npt.NDArray[np.intp],
+        alerts: list[dict[str, Any]],
+        over: npt.NDArray[np.bool_],
+        allow: npt.NDArray[np.bool_],
+    ) -> list[dict[str, Any]]:
         if not self.emit_flows:
             return []
         by_row = dict(zip(idx.tolist(), alerts, strict=True))

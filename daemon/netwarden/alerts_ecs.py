@@ -108,9 +108,19 @@ def flow_id(row: tuple[Any, ...]) -> str:
     return hashlib.blake2b(key, digest_size=8).hexdigest()
 
 
-_FLOW_KEY = np.dtype([("ahi", ">u8"), ("alo", ">u8"), ("ap", ">u2"), ("bhi", ">u8"),
-                      ("blo", ">u8"), ("bp", ">u2"), ("proto", "u1"), ("vlan", ">u2"),
-                      ("ts", ">i8")])  # = struct "!QQHQQHBHq" of flow_id, 47 bytes
+_FLOW_KEY = np.dtype(
+    [
+        ("ahi", ">u8"),
+        ("alo", ">u8"),
+        ("ap", ">u2"),
+        ("bhi", ">u8"),
+        ("blo", ">u8"),
+        ("bp", ">u2"),
+        ("proto", "u1"),
+        ("vlan", ">u2"),
+        ("ts", ">i8"),
+    ]
+)  # = struct "!QQHQQHBHq" of flow_id, 47 bytes
 
 
 def flow_ids(meta: npt.NDArray[np.void]) -> list[str]:
@@ -119,10 +129,12 @@ def flow_ids(meta: npt.NDArray[np.void]) -> list[str]:
     dh, dl, dp = meta["dst_hi"], meta["dst_lo"], meta["dport"]
     a_first = (sh < dh) | ((sh == dh) & ((sl < dl) | ((sl == dl) & (sp <= dp))))
     key = np.empty(meta.shape[0], _FLOW_KEY)
-    key["ahi"], key["alo"], key["ap"] = (np.where(a_first, x, y) for x, y in
-                                         ((sh, dh), (sl, dl), (sp, dp)))
-    key["bhi"], key["blo"], key["bp"] = (np.where(a_first, y, x) for x, y in
-                                         ((sh, dh), (sl, dl), (sp, dp)))
+    key["ahi"], key["alo"], key["ap"] = (
+        np.where(a_first, x, y) for x, y in ((sh, dh), (sl, dl), (sp, dp))
+    )
+    key["bhi"], key["blo"], key["bp"] = (
+        np.where(a_first, y, x) for x, y in ((sh, dh), (sl, dl), (sp, dp))
+    )
     key["proto"], key["vlan"], key["ts"] = meta["proto"], meta["vlan"], meta["first_ts_ns"]
     buf, size, blake = memoryview(key.tobytes()), _FLOW_KEY.itemsize, hashlib.blake2b
     return [

@@ -124,11 +124,13 @@ class Explainer:
         order, value, kept, method = self.top(features, attributions, k=k)
         out: list[list[dict[str, Any]]] = []
         for r in range(features.shape[0]):
-            out.append([
-                self._reason(int(i), float(features[r, i]), float(c))
-                for i, c, ok in zip(order[r], value[r], kept[r], strict=True)
-                if ok
-            ])
+            out.append(
+                [
+                    self._reason(int(i), float(features[r, i]), float(c))
+                    for i, c, ok in zip(order[r], value[r], kept[r], strict=True)
+                    if ok
+                ]
+            )
         return out, method
 
     def _reason(self, i: int, value: float, contribution: float) -> dict[str, Any]:

@@ -53,10 +53,30 @@ def _counterpart_table(pairs: dict[int, int]) -> npt.NDArray[np.int16]:
 
 _CP4, _CP6 = _counterpart_table(_ICMP4_COUNTERPART), _counterpart_table(_ICMP6_COUNTERPART)
 # Hash input records, network order, seed first; without ports the last 4 bytes are dropped.
-_REC4 = np.dtype([("seed", ">u2"), ("a", ">u4"), ("b", ">u4"), ("proto", "u1"), ("pad", "u1"),
-                  ("ap", ">u2"), ("bp", ">u2")])
-_REC6 = np.dtype([("seed", ">u2"), ("ahi", ">u8"), ("alo", ">u8"), ("bhi", ">u8"),
-                  ("blo", ">u8"), ("proto", "u1"), ("pad", "u1"), ("ap", ">u2"), ("bp", ">u2")])
+_REC4 = np.dtype(
+    [
+        ("seed", ">u2"),
+        ("a", ">u4"),
+        ("b", ">u4"),
+        ("proto", "u1"),
+        ("pad", "u1"),
+        ("ap", ">u2"),
+        ("bp", ">u2"),
+    ]
+)
+_REC6 = np.dtype(
+    [
+        ("seed", ">u2"),
+        ("ahi", ">u8"),
+        ("alo", ">u8"),
+        ("bhi", ">u8"),
+        ("blo", ">u8"),
+        ("proto", "u1"),
+        ("pad", "u1"),
+        ("ap", ">u2"),
+        ("bp", ">u2"),
+    ]
+)
 _U64 = npt.NDArray[np.uint64]
 
 
@@ -120,7 +140,8 @@ def community_id(
 
 
 def _mapped(hi: _U64, lo: _U64) -> npt.NDArray[np.bool_]:
-    return (hi == 0) & ((lo >> np.uint64(32)) == np.uint64(0xFFFF))
+    mapped: npt.NDArray[np.bool_] = (hi == 0) & ((lo >> np.uint64(32)) == np.uint64(0xFFFF))
+    return mapped
 
 
 def _packed(hi: int, lo: int, v4: bool) -> bytes:
@@ -175,6 +196,11 @@ def community_ids(
     for i in np.flatnonzero(v4 != _mapped(dh, dl)).tolist():  # mixed families: per row
         s4, d4 = bool(v4[i]), not bool(v4[i])
         out[i] = community_id_packed(
-            _packed(int(sh[i]), int(sl[i]), s4), _packed(int(dh[i]), int(dl[i]), d4),
-            int(proto_i[i]), int(sport[i]), int(dport[i]), seed=seed)
+            _packed(int(sh[i]), int(sl[i]), s4),
+            _packed(int(dh[i]), int(dl[i]), d4),
+            int(proto_i[i]),
+            int(sport[i]),
+            int(dport[i]),
+            seed=seed,
+        )
     return out
