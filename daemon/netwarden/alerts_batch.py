@@ -41,7 +41,9 @@ from .scoring.model import Scores
 from .sinks.jsonl import EncodedDoc
 
 _enc = json.encoder.encode_basestring  # type: ignore[attr-defined]  # JSON string, non-ASCII kept
-_NUM_CACHE_MAX = 1 << 16  # distinct feature values remembered (floods repeat a few)
+_ROW_CACHE_MAX = 1 << 16  # distinct reason rows remembered (floods repeat a few)
+_ReasonFields = tuple[tuple[Any, ...], ...]  # per reason: name, value, unit, p05, p95, ...
+_RowReasons = tuple[_ReasonFields, str, str]  # fields, JSON array body, message text
 
 
 def _jnum(x: float | None) -> str:
@@ -108,6 +110,16 @@ def _gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+def _reason_dicts(fields: _ReasonFields) -> list[dict[str, Any]]:
+    """Fresh reason dicts (documents share nothing mutable) from cached field tuples."""
+    return [
+        {"feature": name, "value": value, "unit": unit,
+         "benign_range": [p05, p95] if has_stats else None,
+         "benign_median": median, "contribution": contribution}
+        for name, value, unit, p05, p95, has_stats, median, contribution in fields
+    ]
 
 
 def _vlan_json(vlan: int) -> str:
@@ -179,7 +191,7 @@ class BatchAlerts:
         self._features = [_FeatureText.build(explainer, i) for i in range(len(explainer.names))]
         self._seed = seed
         self._k = top_k
-        self._values: dict[float, tuple[float | None, str, str]] = {}
+        self._reason_rows: dict[bytes, _RowReasons] = {}
 
     def documents(self, flows: EndedFlows, scores: Scores,
                   idx: npt.NDArray[np.intp]) -> list[EncodedDoc]:
@@ -238,7 +250,7 @@ class BatchAlerts:
             message=messages, message_json=[_enc(t) for t in messages],
         )
 
-    def _dicts(self, c: _Columns, reasons: list[list[dict[str, Any]]],
+    def _dicts(self, c: _Columns, reasons: list[_ReasonFields],
                method: str) -> list[EncodedDoc]:
         """The documents as dicts: one comprehension over the columns (a call per row would
         cost a fifth of the budget); the ``if`` arms keep the per-row builder's key order."""
@@ -267,12 +279,12 @@ class BatchAlerts:
                 "flow_id": fid, "end_reason": er, "icmp": {"type": itype, "code": icode},
                 "label": label, "score": score, "threshold": th,
                 "model": {"name": name, "version": version},
-                "reasons": rs, "explanation_method": method,
+                "reasons": _reason_dicts(rs), "explanation_method": method,
             } if icmp else {
                 "flow_id": fid, "end_reason": er,
                 "label": label, "score": score, "threshold": th,
                 "model": {"name": name, "version": version},
-                "reasons": rs, "explanation_method": method,
+                "reasons": _reason_dicts(rs), "explanation_method": method,
             },
             "message": msg,
         }) for (fid, start, end, duration, src, dst, sport, dport, ports, icmp, transport, iana,
@@ -312,49 +324,39 @@ class BatchAlerts:
 
     def _reasons(self, order: npt.NDArray[np.intp], values: npt.NDArray[np.float32],
                  contrib: npt.NDArray[np.float64], kept: npt.NDArray[np.bool_],
-                 ) -> list[tuple[list[dict[str, Any]], str, str]]:
-        """Per row: (reason dicts, their JSON array body, the message's reason text).
+                 ) -> list[_RowReasons]:
+        """Per row: (reason fields, their JSON array body, the message's reason text).
 
-        Works on the flat list of every kept reason of the batch with comprehensions (no
-        call per reason), then cuts it into rows.
+        Floods repeat the same reasons (100k bench capture: 37,320 rows with reasons, 2,254
+        distinct), so rows are keyed by the bytes of (count, features, values,
+        contributions) and each distinct row is formatted once.
         """
-        feats = [self._features[i] for i in order[kept].tolist()]
-        vals = self._value_texts(values[kept].tolist())
-        rcs = [float(f"{c:.6g}") for c in contrib[kept].tolist()]  # kept ones are finite
-        dicts = [
-            {"feature": f.name, "value": v[0], "unit": f.unit,
-             "benign_range": [f.p05, f.p95] if f.has_stats else None,
-             "benign_median": f.median, "contribution": c}
-            for f, v, c in zip(feats, vals, rcs, strict=True)
-        ]
-        frags = [f"{f.json_head}{v[1]}{f.json_mid}{c!r}}}"
-                 for f, v, c in zip(feats, vals, rcs, strict=True)]
-        parts = [f"{f.msg_head}{v[2]}{f.msg_tail}" for f, v in zip(feats, vals, strict=True)]
-        empty: tuple[list[dict[str, Any]], str, str] = ([], "", "")
-        out = [empty] * order.shape[0]
-        ends = np.cumsum(kept.sum(axis=1)).tolist()
-        start = 0
-        for r, end in enumerate(ends):
-            if end > start:
-                out[r] = (dicts[start:end], ",".join(frags[start:end]),
-                          ", ".join(parts[start:end]))
-                start = end
+        m, k = order.shape
+        rec = np.zeros(m, [("n", "u1"), ("o", "<i2", (k,)), ("v", "<f4", (k,)),
+                           ("c", "<f8", (k,))])
+        rec["n"], rec["o"] = kept.sum(axis=1), np.where(kept, order, 0)
+        rec["v"], rec["c"] = np.where(kept, values, 0), np.where(kept, contrib, 0)
+        buf, size, cache = rec.tobytes(), rec.dtype.itemsize, self._reason_rows
+        out = []
+        for r, off in enumerate(range(0, m * size, size)):
+            key = buf[off : off + size]
+            hit = cache.get(key)
+            if hit is None:
+                if len(cache) >= _ROW_CACHE_MAX:
+                    cache.clear()
+                n = int(rec["n"][r])
+                hit = cache[key] = self._row_reasons(
+                    order[r, :n].tolist(), values[r, :n].tolist(), contrib[r, :n].tolist())
+            out.append(hit)
         return out
 
-    def _value_texts(self, values: list[float]) -> list[tuple[float | None, str, str]]:
-        """Each feature value rounded for JSON, its JSON text and its message text; cached,
-        since floods repeat a few values."""
-        cache = self._values
-        missing = [v for v in values if v not in cache]
-        if missing:
-            if len(cache) + len(missing) > _NUM_CACHE_MAX:
-                cache.clear()
-            for v in missing:
-                rv = _json_num(v)
-                cache[v] = (rv, _jnum(rv), fmt_num(rv))
-        return [cache[v] if v in cache else self._uncached(v) for v in values]
-
-    @staticmethod
-    def _uncached(v: float) -> tuple[float | None, str, str]:
-        rv = _json_num(v)  # NaN: never equal to a cache key
-        return rv, _jnum(rv), fmt_num(rv)
+    def _row_reasons(self, feats: list[int], values: list[float],
+                     contribs: list[float]) -> _RowReasons:
+        fields, frags, parts = [], [], []
+        for i, v, c in zip(feats, values, contribs, strict=True):
+            f = self._features[i]
+            rv, rc = _json_num(v), float(f"{c:.6g}")  # kept contributions are finite
+            fields.append((f.name, rv, f.unit, f.p05, f.p95, f.has_stats, f.median, rc))
+            frags.append(f"{f.json_head}{_jnum(rv)}{f.json_mid}{rc!r}}}")
+            parts.append(f"{f.msg_head}{fmt_num(rv)}{f.msg_tail}")
+        return tuple(fields), ",".join(frags), ", ".join(parts)
