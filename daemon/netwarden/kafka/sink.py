@@ -23,7 +23,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 
 from ..metrics import Metrics
-from ..sinks.jsonl import SinkError
+from ..sinks.jsonl import SinkError, json_line
 from ..stages import Document
 from .config import KafkaSettings, TopicUrl
 
@@ -84,8 +84,9 @@ class KafkaAlertSink:
             if self._seen_before(doc):
                 self.metrics.alerts_suppressed.labels(reason="duplicate").inc()
                 continue
-            self._send(flow_key(doc), json.dumps(doc, separators=(",", ":"),
-                                                 default=str).encode())
+            line = json_line(doc)  # the policy's alerts carry their JSON line
+            self._send(flow_key(doc), line.encode() if line is not None else
+                       json.dumps(doc, separators=(",", ":"), default=str).encode())
 
     def _seen_before(self, doc: Document) -> bool:
         event = doc.get("event")
