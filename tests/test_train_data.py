@@ -217,3 +217,15 @@ def test_config_names_the_bad_key() -> None:
     repo = Path(__file__).resolve().parent.parent
     cfg = config.load(repo / "training" / "configs" / "netwarden-cic.toml")
     assert cfg.name == "netwarden-cic"
+
+
+def test_row_weights_per_cell_and_prefix_boost() -> None:
+    from netwarden_train.trainer import row_weights
+
+    y = np.array([0, 0, 0, 1])
+    cells = np.array(["BENIGN|csv"] * 3 + ["DoS|capture|a.pcap"])
+    w = row_weights(y, cells, "inverse", benign_weight=1.0)
+    assert w[:3].sum() == pytest.approx(w[3])  # every cell the same total
+    assert w.mean() == pytest.approx(1.0)
+    w2 = row_weights(y, cells, "inverse", benign_weight=1.0, cell_weight={"DoS|capture": 2.0})
+    assert w2[3] / w2[0] == pytest.approx(2 * w[3] / w[0])
