@@ -8,12 +8,14 @@ CLI to turn into one log line.  Results go to stdout, summaries to stderr.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
 import signal
 import sys
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -37,15 +39,31 @@ def apply_logging(args: argparse.Namespace, cfg: Config) -> None:
                   getattr(args, "log_format", cfg.logging.format))
 
 
+# Replay is throughput-bound (a file, nobody waiting on an alert): bigger inference batches
+# amortise the per-call cost, unless the config file sets [batching] max_batch itself.
+REPLAY_MAX_BATCH = 4096
+
+
 def replay_config(args: argparse.Namespace) -> Config:
-    """The config a replay runs with: the file (if any), then the flags."""
+    """The config a replay runs with: the file (if any), then the flags; ``max_batch`` is
+    :data:`REPLAY_MAX_BATCH` unless the file sets it."""
     cfg = load_config(args.config)
     apply_logging(args, cfg)
     sinks = [args.alerts_out] if args.alerts_out else (list(cfg.alerts.sinks) if args.config
                                                        else ["-"])
-    return cfg.with_overrides(alert_sinks=sinks, flow_log=args.flows_out, model_dir=args.model,
-                              threshold=args.threshold, threshold_file=args.threshold_file,
-                              providers=args.providers)
+    cfg = cfg.with_overrides(alert_sinks=sinks, flow_log=args.flows_out, model_dir=args.model,
+                             threshold=args.threshold, threshold_file=args.threshold_file,
+                             providers=args.providers)
+    if cfg.path is not None and "max_batch" in _toml_table(cfg.path, "batching"):
+        return cfg
+    return dataclasses.replace(cfg, batching=dataclasses.replace(cfg.batching,
+                                                                 max_batch=REPLAY_MAX_BATCH))
+
+
+def _toml_table(path: Path, name: str) -> dict[str, Any]:
+    """The keys the (already validated) config file itself sets in one table."""
+    table = tomllib.loads(path.read_text(encoding="utf-8")).get(name, {})
+    return table if isinstance(table, dict) else {}
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
