@@ -17,8 +17,8 @@ import contextlib
 import gc
 import json
 import math
-from dataclasses import dataclass
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -40,7 +40,7 @@ from .flows.params import EndedFlows
 from .scoring.model import Scores
 from .sinks.jsonl import EncodedDoc
 
-_enc = json.encoder.encode_basestring  # type: ignore[attr-defined]  # JSON string, non-ASCII kept
+_enc = json.encoder.encode_basestring  # a quoted JSON string, non-ASCII kept (C)
 _ROW_CACHE_MAX = 1 << 16  # distinct reason rows remembered (floods repeat a few)
 _ReasonFields = tuple[tuple[Any, ...], ...]  # per reason: name, value, unit, p05, p95, ...
 _RowReasons = tuple[_ReasonFields, str, str]  # fields, JSON array body, message text
