@@ -104,7 +104,7 @@ def test_flow_hash_is_symmetric_on_real_packets(shared_data: Path) -> None:
 def test_ship_command_publishes_capture_files(broker: Broker, shared_data: Path) -> None:  # noqa: F811
     import argparse
 
-    from netwarden.kafka import ship as ship_cmd
+    from netwarden.kafka import ship_cli as ship_cmd
 
     parser = argparse.ArgumentParser()
     ship_cmd.add_parser(parser.add_subparsers())

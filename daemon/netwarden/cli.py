@@ -27,7 +27,7 @@ log = logging.getLogger("netwarden")
 OPTIONAL_COMMANDS: dict[str, tuple[tuple[str, ...], str]] = {
     "netwarden_train.cli": (("train", "evaluate", "calibrate"),
                             "install the training extras: pip install -e '.[train]'"),
-    "netwarden.kafka.ship": (("ship",), "kafka-python is a core dependency: reinstall netwarden"),
+    "netwarden.kafka.ship_cli": (("ship",), "reinstall netwarden (kafka-python is a dependency)"),
 }
 
 
