@@ -23,11 +23,11 @@ from netwarden.app_sources import (
     register_source_scheme,
 )
 from netwarden.capture import open_capture
-from netwarden.config import Config, ConfigError, config_from_dict
+from netwarden.config import Config, ConfigError, config_from_dict, load_config
 from netwarden.demo_traffic import SMALL, write_demo_pcap
 from netwarden.exitcodes import BAD_INPUT, MODEL_ERROR, UserError
 from netwarden.extract import extract_flows
-from netwarden.flows.params import FlowParams
+from netwarden.flows.params import FLOW_META_DTYPE, FlowParams
 from netwarden.metrics import Metrics
 from netwarden.packets import FrameBatch
 
@@ -543,3 +543,29 @@ def test_replay_without_kafka_urls_does_not_import_kafka_python(
             "print(rc, 'kafka' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.stdout.split() == ["0", "False"], r.stderr
+
+
+def test_reload_rereads_the_config_allowlist_and_threshold(pcap: tuple[Path, int],
+                                                           model_dir: Path,
+                                                           tmp_path: Path) -> None:
+    # SIGHUP reloads model, threshold and allow-list together from the config file as it is
+    # now; a file that no longer validates refuses the reload and keeps everything in force.
+    conf = tmp_path / "netwarden.toml"
+    base = (f'[model]\ndir = "{model_dir}"\n[alerts]\nsinks = ["{tmp_path / "a.jsonl"}"]\n')
+    conf.write_text(base)
+    m = Metrics()
+    pipe = build_pipeline(load_config(conf), m, source=PcapSource([pcap[0]], metrics=m),
+                          reread=lambda: load_config(conf))
+    meta = np.zeros(1, dtype=FLOW_META_DTYPE)
+    meta["src_lo"] = np.uint64(0xFFFF_0A00_0001)  # 10.0.0.1
+    assert not pipe.s.policy.allowlisted(meta).any()
+    conf.write_text(base + 'allowlist = ["10.0.0.0/8"]\n[model_]\n')  # invalid: unknown table
+    assert not pipe.reload()
+    assert not pipe.s.policy.allowlisted(meta).any()
+    assert _sample(m, "netwarden_reloads_total", result="error") == 1
+    conf.write_text(base + 'allowlist = ["10.0.0.0/8"]\n')
+    conf.write_text(conf.read_text().replace("[model]\n", "[model]\nthreshold = 0.99\n"))
+    assert pipe.reload()
+    assert pipe.s.policy.allowlisted(meta).all()
+    assert pipe.s.policy.threshold == 0.99
+    pipe.close()

@@ -83,7 +83,8 @@ def load_scoring(cfg: Config, metrics: Metrics) -> tuple[Model, AlertPolicy]:
 
 def build_pipeline(cfg: Config, metrics: Metrics, *, source: Source | None = None,
                    realtime: bool = False, hooks: Hooks | None = None,
-                   clock: Clock | None = None) -> Pipeline:
+                   clock: Clock | None = None,
+                   reread: Callable[[], Config] | None = None) -> Pipeline:
     """Open every stage the config describes and wire them into a pipeline.
 
     Args:
@@ -93,6 +94,9 @@ def build_pipeline(cfg: Config, metrics: Metrics, *, source: Source | None = Non
         realtime: pace at capture speed.
         hooks: callbacks for other subsystems.
         clock: injected time (tests).
+        reread: called on SIGHUP for the config in force then (the daemon re-reads its file
+            and applies its flags again), so the model, threshold and allow-list reload
+            together; a config that no longer validates refuses the reload.  Default: ``cfg``.
 
     Raises:
         ConfigError, UserError, CaptureError, ModelError, SinkError: one-line user errors.
@@ -117,7 +121,7 @@ def build_pipeline(cfg: Config, metrics: Metrics, *, source: Source | None = Non
             batcher=MicroBatcher(cfg.batching.max_batch, cfg.batching.max_batch_delay_ms,
                                  metrics=metrics),
             model=model, policy=policy, sinks=sinks, flow_sinks=flow_sinks,
-            reloader=lambda: load_scoring(cfg, metrics))
+            reloader=lambda: load_scoring(reread() if reread else cfg, metrics))
         metrics.up.set(0)
         stack.pop_all()  # success: the pipeline owns and closes everything now
     commit_s = float(getattr(source, "commit_interval_s", 1.0))  # a Kafka source may say

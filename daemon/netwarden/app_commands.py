@@ -128,15 +128,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .service.health import Watchdog, health_from_settings, loop_tick
     from .service.notify import Notifier
 
+    def current_config() -> Config:  # the file as it is now, with the command line on top
+        return load_config(args.config).with_overrides(
+            source_url=args.source, alert_sinks=args.alerts, model_dir=args.model)
+
     cfg = load_config(args.config)
     apply_logging(args, cfg)
-    cfg = cfg.with_overrides(source_url=args.source, alert_sinks=args.alerts,
-                             model_dir=args.model)
+    cfg = current_config()
     metrics = Metrics()
     health = health_from_settings(cfg.service)
     notifier = Notifier.from_env(os.environ)
     hooks = Hooks(on_tick=[loop_tick(health, Watchdog(notifier, health), metrics)])
-    pipe = build_pipeline(cfg, metrics, realtime=args.realtime, hooks=hooks)
+    pipe = build_pipeline(cfg, metrics, realtime=args.realtime, hooks=hooks,
+                          reread=current_config if args.config else None)
+
     def model_loaded(model: Any) -> None:
         health.set_model(f"{model.manifest.name} {model.manifest.version}", loaded=True)
 
