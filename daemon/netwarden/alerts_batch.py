@@ -6,9 +6,9 @@ batch), but column by column: flow ids, Community IDs, addresses and timestamps 
 batch helpers of :mod:`netwarden.alerts_ecs`, reasons from :meth:`Explainer.top`, and every
 constant piece of text is encoded once per policy.  Each document is an
 :class:`~netwarden.sinks.jsonl.EncodedDoc` carrying its compact JSON line, built from the same
-values as the dict, so the sinks do not encode the nested dict again.  On the 100k-packet
-bench capture this is about 8x cheaper per alert than building dicts row by row and
-``json.dumps``-ing them.
+values as the dict, so the sinks do not encode the nested dict again.  Documents plus
+encoding cost ~14 us of CPU per alert on the 100k-packet bench capture (56,236 alerts in
+batches of 256), against ~58 us for dicts built row by row and ``json.dumps``-ed.
 """
 
 from __future__ import annotations
