@@ -28,6 +28,7 @@ class DataConfig:
     # is measured by the grouped split (whole captures held out) and the replay
     captures_all_train: bool = False  # capture flows are few: repeat them in the training split
     max_rows_per_class: int = 0  # 0 = no cap (a cap keeps tests fast)
+    synth_seeds: int = 0  # > 0: add this many generated scenarios per kind (synth_traffic.py)
 
 
 @dataclass(frozen=True)

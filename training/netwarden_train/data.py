@@ -68,6 +68,10 @@ def load(cfg: DataConfig) -> DataBundle:
         cap_t, cap_summary, cap_files = load_captures(Path(cfg.captures))
         tables.append(cap_t)
         files.update(cap_files)
+    if cfg.synth_seeds > 0:
+        from .synth_traffic import load_synth
+
+        tables.append(load_synth(cfg.synth_seeds))
     t, rep = clean(
         FlowTable.concat(tables),
         dedupe=cfg.dedupe,
