@@ -63,7 +63,7 @@ def bench_capture_rows(
          lambda: nw_worker("flows", [big], a, a.runs), TARGETS["flows"]),
         (("replay",), "replay end to end (scoring, alerts to /dev/null)", nw, big,
          lambda: replay([big], a, a.runs), TARGETS["replay"]),
-        (("replay",), "replay, scoring but no alerts (--threshold 1.0)", nw, big,
+        (("replay",), "replay --threshold 1.0 (scoring, alerts only at score 1.0)", nw, big,
          lambda: replay([big], a, a.runs, no_alerts), 0),
         (("replay",), "replay start-up (fixed cost)", nw, tiny,
          lambda: replay([tiny], a, a.runs), 0),
