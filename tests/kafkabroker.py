@@ -72,12 +72,16 @@ class Broker:
                 self.proc.wait(5)
         self.proc = None
 
-    def create_topic(self, topic: str, partitions: int) -> None:
+    def create_topic(self, topic: str, partitions: int, *, exist_ok: bool = False) -> None:
         from kafka.admin import KafkaAdminClient, NewTopic
+        from kafka.errors import TopicAlreadyExistsError
 
         admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
         try:
             admin.create_topics([NewTopic(topic, partitions, 1)])
+        except TopicAlreadyExistsError:
+            if not exist_ok:
+                raise
         finally:
             admin.close()
 
