@@ -29,10 +29,12 @@ def _varied_meta(n: int, seed: int) -> np.ndarray:
     v6 = rng.random(n) < 0.3
     pool4 = np.uint64(V4) | rng.integers(0, 2**32, 12, dtype=np.uint64)
     for side in ("src", "dst"):
-        m[f"{side}_hi"] = np.where(v6, rng.choice(np.array([0x2001_0DB8 << 32, 0xFE80 << 48, 0],
-                                                          np.uint64), n), 0)
-        m[f"{side}_lo"] = np.where(v6, rng.integers(0, 2**63, n, dtype=np.uint64),
-                                   rng.choice(pool4, n))
+        m[f"{side}_hi"] = np.where(
+            v6, rng.choice(np.array([0x2001_0DB8 << 32, 0xFE80 << 48, 0], np.uint64), n), 0
+        )
+        m[f"{side}_lo"] = np.where(
+            v6, rng.integers(0, 2**63, n, dtype=np.uint64), rng.choice(pool4, n)
+        )
     mixed = rng.random(n) < 0.03
     m["dst_hi"][mixed], m["dst_lo"][mixed] = 0x2001_0DB8 << 32, 7
     same = rng.random(n) < 0.05
@@ -54,8 +56,9 @@ def _varied_meta(n: int, seed: int) -> np.ndarray:
 
 def _varied_features(n: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    x = rng.choice(np.array([0.0, 1.0, 2.5, 1448.0, 65535.0, 1e7, 3.3e-5, -4.0], np.float32),
-                   (n, N_FEATURES))
+    x = rng.choice(
+        np.array([0.0, 1.0, 2.5, 1448.0, 65535.0, 1e7, 3.3e-5, -4.0], np.float32), (n, N_FEATURES)
+    )
     x[rng.random((n, N_FEATURES)) < 0.01] = np.nan
     x[rng.random((n, N_FEATURES)) < 0.005] = np.inf
     x[: n // 4] = x[0]  # a flood: identical rows share their reasons
@@ -81,19 +84,20 @@ def model(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 
 @pytest.mark.parametrize("allow", [(), ("10.0.0.0/8", "2001:db8::/32")])
 @pytest.mark.parametrize("seed", [1, 2])
-def test_batch_documents_equal_per_row_documents(model: Model, allow: tuple[str, ...],
-                                                 seed: int) -> None:
+def test_batch_documents_equal_per_row_documents(
+    model: Model, allow: tuple[str, ...], seed: int
+) -> None:
     meta = _varied_meta(400, seed)
     meta["src_lo"][:20] = V4 | 0x0A00_0001  # some rows in 10.0.0.0/8
     flows = EndedFlows(meta, _varied_features(400, seed))
     scores = _varied_scores(model, flows, seed)
-    policy = AlertPolicy(model.manifest, threshold=0.2, allowlist_cidrs=allow,
-                         community_id_seed=seed * 1000)
+    policy = AlertPolicy(
+        model.manifest, threshold=0.2, allowlist_cidrs=allow, community_id_seed=seed * 1000
+    )
     fast, _ = policy.documents(flows, scores)
     ref = policy.documents_per_row(flows, scores)
     assert len(fast) == len(ref) > 100
-    kinds = {(d["network"]["type"], d["network"]["transport"], "vlan" in d["network"])
-             for d in ref}
+    kinds = {(d["network"]["type"], d["network"]["transport"], "vlan" in d["network"]) for d in ref}
     assert len(kinds) > 12  # the batch really is varied
     assert any(d["netwarden"]["reasons"] for d in ref)
     for f, r in zip(fast, ref, strict=True):
@@ -101,8 +105,9 @@ def test_batch_documents_equal_per_row_documents(model: Model, allow: tuple[str,
         assert f == r  # the dicts, key for key
         assert list(f) == list(r)
         assert json.loads(f.json_line) == r  # the line says the same
-        assert f.json_line == json.dumps(r, separators=(",", ":"), ensure_ascii=False,
-                                         allow_nan=False)  # byte for byte
+        assert f.json_line == json.dumps(
+            r, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )  # byte for byte
 
 
 def test_alert_counts_and_flow_log_follow_the_batch_path(model: Model) -> None:

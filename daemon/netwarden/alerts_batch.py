@@ -72,10 +72,17 @@ class _FeatureText:
         rng = f"[{_jnum(lo)},{_jnum(hi)}]" if has else "null"
         unit = ex.units[i]
         return cls(
-            name=ex.names[i], unit=unit, p05=lo, p95=hi, median=med, has_stats=has,
+            name=ex.names[i],
+            unit=unit,
+            p05=lo,
+            p95=hi,
+            median=med,
+            has_stats=has,
             json_head=f'{{"feature":{_enc(ex.names[i])},"value":',
-            json_mid=(f',"unit":{_enc(unit)},"benign_range":{rng},'
-                      f'"benign_median":{_jnum(med) if has else "null"},"contribution":'),
+            json_mid=(
+                f',"unit":{_enc(unit)},"benign_range":{rng},'
+                f'"benign_median":{_jnum(med) if has else "null"},"contribution":'
+            ),
             msg_head=f"{ex.names[i]} ",
             msg_tail=("" if unit in _QUIET_UNITS else f" {unit}")
             + (f" (benign {fmt_num(lo)}..{fmt_num(hi)})" if has else ""),
@@ -115,9 +122,14 @@ def _gc_paused() -> Iterator[None]:
 def _reason_dicts(fields: _ReasonFields) -> list[dict[str, Any]]:
     """Fresh reason dicts (documents share nothing mutable) from cached field tuples."""
     return [
-        {"feature": name, "value": value, "unit": unit,
-         "benign_range": [p05, p95] if has_stats else None,
-         "benign_median": median, "contribution": contribution}
+        {
+            "feature": name,
+            "value": value,
+            "unit": unit,
+            "benign_range": [p05, p95] if has_stats else None,
+            "benign_median": median,
+            "contribution": contribution,
+        }
         for name, value, unit, p05, p95, has_stats, median, contribution in fields
     ]
 
@@ -178,46 +190,63 @@ class BatchAlerts:
         top_k: reasons per alert.
     """
 
-    def __init__(self, classes: tuple[str, ...] | list[str], *, threshold: float,
-                 model: dict[str, str], explainer: Explainer, seed: int, top_k: int) -> None:
+    def __init__(
+        self,
+        classes: tuple[str, ...] | list[str],
+        *,
+        threshold: float,
+        model: dict[str, str],
+        explainer: Explainer,
+        seed: int,
+        top_k: int,
+    ) -> None:
         self._classes = list(classes)
         self._label_json = [_enc(c) for c in classes]
         self._threshold = threshold
         self._model_name, self._model_version = model["name"], model["version"]
-        self._tail = (f',"threshold":{json.dumps(threshold)},'
-                      f'"model":{json.dumps(model, separators=(",", ":"), ensure_ascii=False)}'
-                      ',"reasons":[')
+        self._tail = (
+            f',"threshold":{json.dumps(threshold)},'
+            f'"model":{json.dumps(model, separators=(",", ":"), ensure_ascii=False)}'
+            ',"reasons":['
+        )
         self._explainer = explainer
         self._features = [_FeatureText.build(explainer, i) for i in range(len(explainer.names))]
         self._seed = seed
         self._k = top_k
         self._reason_rows: dict[bytes, _RowReasons] = {}
 
-    def documents(self, flows: EndedFlows, scores: Scores,
-                  idx: npt.NDArray[np.intp]) -> list[EncodedDoc]:
+    def documents(
+        self, flows: EndedFlows, scores: Scores, idx: npt.NDArray[np.intp]
+    ) -> list[EncodedDoc]:
         """Alert documents of the rows ``idx`` of the batch, in that order."""
         if idx.size == 0:
             return []
         with _gc_paused():
             return self._build(flows, scores, idx)
 
-    def _build(self, flows: EndedFlows, scores: Scores,
-               idx: npt.NDArray[np.intp]) -> list[EncodedDoc]:
+    def _build(
+        self, flows: EndedFlows, scores: Scores, idx: npt.NDArray[np.intp]
+    ) -> list[EncodedDoc]:
         meta, features = flows.meta[idx], flows.features[idx]
         order, contrib, kept, method = self._explainer.top(
-            features, scores.attributions[idx] if scores.attributions is not None else None,
+            features,
+            scores.attributions[idx] if scores.attributions is not None else None,
             k=self._k,
         )
         reasons = self._reasons(order, np.take_along_axis(features, order, axis=1), contrib, kept)
         cols = self._columns(meta, scores, idx, [r[2] for r in reasons])
         docs = self._dicts(cols, [r[0] for r in reasons], method)
-        for doc, line in zip(docs, self._lines(cols, [r[1] for r in reasons], method),
-                             strict=True):
+        for doc, line in zip(docs, self._lines(cols, [r[1] for r in reasons], method), strict=True):
             doc.json_line = line
         return docs
 
-    def _columns(self, meta: npt.NDArray[np.void], scores: Scores, idx: npt.NDArray[np.intp],
-                 reason_texts: list[str]) -> _Columns:
+    def _columns(
+        self,
+        meta: npt.NDArray[np.void],
+        scores: Scores,
+        idx: npt.NDArray[np.intp],
+        reason_texts: list[str],
+    ) -> _Columns:
         """Every per-row value of the documents, as lists (one numpy pass per field)."""
         m = idx.shape[0]
         proto = meta["proto"]
@@ -228,72 +257,170 @@ class BatchAlerts:
         heads = [f"{lab} {s:.2f}" for lab, s in zip(labels, score, strict=True)]
         messages = [f"{h}: {t}" if t else h for h, t in zip(heads, reason_texts, strict=True)]
         rounded = [round(s, 6) for s in score]
-        fp, bp, fb, bb = (meta[k] for k in ("fwd_packets", "bwd_packets", "fwd_bytes",
-                                              "bwd_bytes"))
+        fp, bp, fb, bb = (meta[k] for k in ("fwd_packets", "bwd_packets", "fwd_bytes", "bwd_bytes"))
         return _Columns(
-            fid=flow_ids(meta), start=times[:m], end=times[m:],
+            fid=flow_ids(meta),
+            start=times[:m],
+            end=times[m:],
             duration=(meta["last_ts_ns"] - meta["first_ts_ns"]).tolist(),
             src=addresses(meta["src_hi"], meta["src_lo"]),
             dst=addresses(meta["dst_hi"], meta["dst_lo"]),
-            sport=meta["sport"].tolist(), dport=meta["dport"].tolist(),
-            ports=_HAS_PORTS[proto].tolist(), icmp=_IS_ICMP[proto].tolist(),
-            transport=_PROTO_TRANSPORT[proto].tolist(), iana=_PROTO_TEXT[proto].tolist(),
+            sport=meta["sport"].tolist(),
+            dport=meta["dport"].tolist(),
+            ports=_HAS_PORTS[proto].tolist(),
+            icmp=_IS_ICMP[proto].tolist(),
+            transport=_PROTO_TRANSPORT[proto].tolist(),
+            iana=_PROTO_TEXT[proto].tolist(),
             net_type=np.where(meta["ip_version"] == 6, "ipv6", "ipv4").tolist(),
             vlan=meta["vlan"].tolist(),
-            icmp_type=meta["icmp_type"].tolist(), icmp_code=meta["icmp_code"].tolist(),
+            icmp_type=meta["icmp_type"].tolist(),
+            icmp_code=meta["icmp_code"].tolist(),
             end_reason=_END_REASON_TEXT[meta["end_reason"]].tolist(),
-            fp=fp.tolist(), bp=bp.tolist(), fb=fb.tolist(), bb=bb.tolist(),
-            packets=(fp + bp).tolist(), bytes=(fb + bb).tolist(),
+            fp=fp.tolist(),
+            bp=bp.tolist(),
+            fb=fb.tolist(),
+            bb=bb.tolist(),
+            packets=(fp + bp).tolist(),
+            bytes=(fb + bb).tolist(),
             cid=flow_community_ids(meta, self._seed),
-            label=labels, label_json=[self._label_json[i] for i in label_i.tolist()],
-            score=rounded, score_json=[repr(s) for s in rounded],
-            message=messages, message_json=[_enc(t) for t in messages],
+            label=labels,
+            label_json=[self._label_json[i] for i in label_i.tolist()],
+            score=rounded,
+            score_json=[repr(s) for s in rounded],
+            message=messages,
+            message_json=[_enc(t) for t in messages],
         )
 
-    def _dicts(self, c: _Columns, reasons: list[_ReasonFields],
-               method: str) -> list[EncodedDoc]:
+    def _dicts(self, c: _Columns, reasons: list[_ReasonFields], method: str) -> list[EncodedDoc]:
         """The documents as dicts: one comprehension over the columns (a call per row would
         cost a fifth of the budget); the ``if`` arms keep the per-row builder's key order."""
         th, name, version = self._threshold, self._model_name, self._model_version
-        return [EncodedDoc({
-            "@timestamp": end,
-            "ecs": {"version": ECS_VERSION},
-            "event": {
-                "kind": "alert", "category": ["network"], "type": ["connection"],
-                "module": "netwarden", "dataset": "netwarden.alert", "id": fid,
-                "start": start, "end": end, "duration": duration,
-            },
-            "source": {"ip": src, "port": sport, "packets": fp, "bytes": fb} if ports
-            else {"ip": src, "packets": fp, "bytes": fb},
-            "destination": {"ip": dst, "port": dport, "packets": bp, "bytes": bb} if ports
-            else {"ip": dst, "packets": bp, "bytes": bb},
-            "network": {
-                "transport": transport, "iana_number": iana, "type": net_type,
-                "community_id": cid, "packets": packets, "bytes": nbytes,
-                "vlan": {"id": str(vlan)},
-            } if vlan else {
-                "transport": transport, "iana_number": iana, "type": net_type,
-                "community_id": cid, "packets": packets, "bytes": nbytes,
-            },
-            "netwarden": {
-                "flow_id": fid, "end_reason": er, "icmp": {"type": itype, "code": icode},
-                "label": label, "score": score, "threshold": th,
-                "model": {"name": name, "version": version},
-                "reasons": _reason_dicts(rs), "explanation_method": method,
-            } if icmp else {
-                "flow_id": fid, "end_reason": er,
-                "label": label, "score": score, "threshold": th,
-                "model": {"name": name, "version": version},
-                "reasons": _reason_dicts(rs), "explanation_method": method,
-            },
-            "message": msg,
-        }) for (fid, start, end, duration, src, dst, sport, dport, ports, icmp, transport, iana,
-                net_type, vlan, itype, icode, er, fp, bp, fb, bb, packets, nbytes, cid, label,
-                score, msg, rs) in zip(
-            c.fid, c.start, c.end, c.duration, c.src, c.dst, c.sport, c.dport, c.ports, c.icmp,
-            c.transport, c.iana, c.net_type, c.vlan, c.icmp_type, c.icmp_code, c.end_reason,
-            c.fp, c.bp, c.fb, c.bb, c.packets, c.bytes, c.cid, c.label, c.score, c.message,
-            reasons, strict=True)]
+        return [
+            EncodedDoc(
+                {
+                    "@timestamp": end,
+                    "ecs": {"version": ECS_VERSION},
+                    "event": {
+                        "kind": "alert",
+                        "category": ["network"],
+                        "type": ["connection"],
+                        "module": "netwarden",
+                        "dataset": "netwarden.alert",
+                        "id": fid,
+                        "start": start,
+                        "end": end,
+                        "duration": duration,
+                    },
+                    "source": {"ip": src, "port": sport, "packets": fp, "bytes": fb}
+                    if ports
+                    else {"ip": src, "packets": fp, "bytes": fb},
+                    "destination": {"ip": dst, "port": dport, "packets": bp, "bytes": bb}
+                    if ports
+                    else {"ip": dst, "packets": bp, "bytes": bb},
+                    "network": {
+                        "transport": transport,
+                        "iana_number": iana,
+                        "type": net_type,
+                        "community_id": cid,
+                        "packets": packets,
+                        "bytes": nbytes,
+                        "vlan": {"id": str(vlan)},
+                    }
+                    if vlan
+                    else {
+                        "transport": transport,
+                        "iana_number": iana,
+                        "type": net_type,
+                        "community_id": cid,
+                        "packets": packets,
+                        "bytes": nbytes,
+                    },
+                    "netwarden": {
+                        "flow_id": fid,
+                        "end_reason": er,
+                        "icmp": {"type": itype, "code": icode},
+                        "label": label,
+                        "score": score,
+                        "threshold": th,
+                        "model": {"name": name, "version": version},
+                        "reasons": _reason_dicts(rs),
+                        "explanation_method": method,
+                    }
+                    if icmp
+                    else {
+                        "flow_id": fid,
+                        "end_reason": er,
+                        "label": label,
+                        "score": score,
+                        "threshold": th,
+                        "model": {"name": name, "version": version},
+                        "reasons": _reason_dicts(rs),
+                        "explanation_method": method,
+                    },
+                    "message": msg,
+                }
+            )
+            for (
+                fid,
+                start,
+                end,
+                duration,
+                src,
+                dst,
+                sport,
+                dport,
+                ports,
+                icmp,
+                transport,
+                iana,
+                net_type,
+                vlan,
+                itype,
+                icode,
+                er,
+                fp,
+                bp,
+                fb,
+                bb,
+                packets,
+                nbytes,
+                cid,
+                label,
+                score,
+                msg,
+                rs,
+            ) in zip(
+                c.fid,
+                c.start,
+                c.end,
+                c.duration,
+                c.src,
+                c.dst,
+                c.sport,
+                c.dport,
+                c.ports,
+                c.icmp,
+                c.transport,
+                c.iana,
+                c.net_type,
+                c.vlan,
+                c.icmp_type,
+                c.icmp_code,
+                c.end_reason,
+                c.fp,
+                c.bp,
+                c.fb,
+                c.bb,
+                c.packets,
+                c.bytes,
+                c.cid,
+                c.label,
+                c.score,
+                c.message,
+                reasons,
+                strict=True,
+            )
+        ]
 
     def _lines(self, c: _Columns, reasons: list[str], method: str) -> list[str]:
         """The same documents as compact JSON lines, in the same key order as the dicts."""
@@ -308,23 +435,80 @@ class BatchAlerts:
             f'{f",{chr(34)}port{chr(34)}:{dport}" if ports else ""},"packets":{bp},"bytes":{bb}}},'
             f'"network":{{"transport":"{transport}","iana_number":"{iana}","type":"{net_type}",'
             f'"community_id":"{cid}","packets":{packets},"bytes":{nbytes}'
-            f'{_vlan_json(vlan) if vlan else ""}}},'
+            f"{_vlan_json(vlan) if vlan else ''}}},"
             f'"netwarden":{{"flow_id":"{fid}","end_reason":"{er}"'
-            f'{_icmp_json(itype, icode) if icmp else ""},'
+            f"{_icmp_json(itype, icode) if icmp else ''},"
             f'"label":{label},"score":{score}{tail}{rs}],'
             f'"explanation_method":"{method}"}},"message":{msg}}}'
-            for (fid, start, end, duration, src, dst, sport, dport, ports, icmp, transport, iana,
-                 net_type, vlan, itype, icode, er, fp, bp, fb, bb, packets, nbytes, cid, label,
-                 score, msg, rs) in zip(
-                c.fid, c.start, c.end, c.duration, c.src, c.dst, c.sport, c.dport, c.ports,
-                c.icmp, c.transport, c.iana, c.net_type, c.vlan, c.icmp_type, c.icmp_code,
-                c.end_reason, c.fp, c.bp, c.fb, c.bb, c.packets, c.bytes, c.cid, c.label_json,
-                c.score_json, c.message_json, reasons, strict=True)
+            for (
+                fid,
+                start,
+                end,
+                duration,
+                src,
+                dst,
+                sport,
+                dport,
+                ports,
+                icmp,
+                transport,
+                iana,
+                net_type,
+                vlan,
+                itype,
+                icode,
+                er,
+                fp,
+                bp,
+                fb,
+                bb,
+                packets,
+                nbytes,
+                cid,
+                label,
+                score,
+                msg,
+                rs,
+            ) in zip(
+                c.fid,
+                c.start,
+                c.end,
+                c.duration,
+                c.src,
+                c.dst,
+                c.sport,
+                c.dport,
+                c.ports,
+                c.icmp,
+                c.transport,
+                c.iana,
+                c.net_type,
+                c.vlan,
+                c.icmp_type,
+                c.icmp_code,
+                c.end_reason,
+                c.fp,
+                c.bp,
+                c.fb,
+                c.bb,
+                c.packets,
+                c.bytes,
+                c.cid,
+                c.label_json,
+                c.score_json,
+                c.message_json,
+                reasons,
+                strict=True,
+            )
         ]
 
-    def _reasons(self, order: npt.NDArray[np.intp], values: npt.NDArray[np.float32],
-                 contrib: npt.NDArray[np.float64], kept: npt.NDArray[np.bool_],
-                 ) -> list[_RowReasons]:
+    def _reasons(
+        self,
+        order: npt.NDArray[np.intp],
+        values: npt.NDArray[np.float32],
+        contrib: npt.NDArray[np.float64],
+        kept: npt.NDArray[np.bool_],
+    ) -> list[_RowReasons]:
         """Per row: (reason fields, their JSON array body, the message's reason text).
 
         Floods repeat the same reasons (100k bench capture: 37,320 rows with reasons, 2,254
@@ -332,8 +516,7 @@ class BatchAlerts:
         contributions) and each distinct row is formatted once.
         """
         m, k = order.shape
-        rec = np.zeros(m, [("n", "u1"), ("o", "<i2", (k,)), ("v", "<f4", (k,)),
-                           ("c", "<f8", (k,))])
+        rec = np.zeros(m, [("n", "u1"), ("o", "<i2", (k,)), ("v", "<f4", (k,)), ("c", "<f8", (k,))])
         rec["n"], rec["o"] = kept.sum(axis=1), np.where(kept, order, 0)
         rec["v"], rec["c"] = np.where(kept, values, 0), np.where(kept, contrib, 0)
         buf, size, cache = rec.tobytes(), rec.dtype.itemsize, self._reason_rows
@@ -346,12 +529,14 @@ class BatchAlerts:
                     cache.clear()
                 n = int(rec["n"][r])
                 hit = cache[key] = self._row_reasons(
-                    order[r, :n].tolist(), values[r, :n].tolist(), contrib[r, :n].tolist())
+                    order[r, :n].tolist(), values[r, :n].tolist(), contrib[r, :n].tolist()
+                )
             out.append(hit)
         return out
 
-    def _row_reasons(self, feats: list[int], values: list[float],
-                     contribs: list[float]) -> _RowReasons:
+    def _row_reasons(
+        self, feats: list[int], values: list[float], contribs: list[float]
+    ) -> _RowReasons:
         fields, frags, parts = [], [], []
         for i, v, c in zip(feats, values, contribs, strict=True):
             f = self._features[i]
