@@ -3,10 +3,11 @@
 Gives exactly the documents of the per-row builder (:func:`netwarden.alerts_ecs.flow_fields`
 plus the policy's scoring fields; ``tests/test_alerts.py`` compares the two on a varied
 batch), but column by column: flow ids, Community IDs, addresses and timestamps come from the
-batch helpers of :mod:`netwarden.alerts_ecs`, reasons from :meth:`Explainer.top`, and every
-constant piece of text is encoded once per policy.  Each document is an
-:class:`~netwarden.sinks.jsonl.EncodedDoc` carrying its compact JSON line, built from the same
-values as the dict, so the sinks do not encode the nested dict again.  Documents plus
+batch helpers of :mod:`netwarden.alerts_ecs`, reasons from :meth:`Explainer.top` and
+:mod:`netwarden.alerts_batch_reasons`, and every constant piece of text is encoded once per
+policy.  Each document is an :class:`~netwarden.sinks.jsonl.EncodedDoc` carrying its compact
+JSON line, built from the same values as the dict, so the sinks do not encode the nested dict
+again.  Documents plus
 encoding cost ~14 us of CPU per alert on the 100k-packet bench capture (56,236 alerts in
 batches of 256), against ~58 us for dicts built row by row and ``json.dumps``-ed.
 """
@@ -16,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .alerts_batch_reasons import ReasonFields, ReasonRows, reason_dicts
 from .alerts_ecs import (
     _END_REASONS,
     _PORT_PROTOS,
@@ -34,59 +35,13 @@ from .alerts_ecs import (
     flow_ids,
     timestamps,
 )
-from .alerts_reasons import _QUIET_UNITS, Explainer, _json_num, fmt_num
+from .alerts_reasons import Explainer
 from .community_id import PROTO_ICMP, PROTO_ICMPV6
 from .flows.params import EndedFlows
 from .scoring.model import Scores
 from .sinks.jsonl import EncodedDoc
 
 _enc = json.encoder.encode_basestring  # a quoted JSON string, non-ASCII kept (C)
-_ROW_CACHE_MAX = 1 << 16  # distinct reason rows remembered (floods repeat a few)
-_ReasonFields = tuple[tuple[Any, ...], ...]  # per reason: name, value, unit, p05, p95, ...
-_RowReasons = tuple[_ReasonFields, str, str]  # fields, JSON array body, message text
-
-
-def _jnum(x: float | None) -> str:
-    return "null" if x is None else repr(x)
-
-
-@dataclass(frozen=True, slots=True)
-class _FeatureText:
-    """The constant parts of one feature's reason: dict values and pre-encoded text."""
-
-    name: str
-    unit: str
-    p05: float | None
-    p95: float | None
-    median: float | None
-    has_stats: bool
-    json_head: str  # '{"feature":...,"value":'
-    json_mid: str  # ',"unit":...,"contribution":'
-    msg_head: str  # 'Flow Duration '
-    msg_tail: str  # ' us (benign 1000..5e6)'
-
-    @classmethod
-    def build(cls, ex: Explainer, i: int) -> _FeatureText:
-        has = not math.isnan(ex.p05[i])
-        lo, hi, med = (_json_num(float(a[i])) if has else None for a in (ex.p05, ex.p95, ex.median))
-        rng = f"[{_jnum(lo)},{_jnum(hi)}]" if has else "null"
-        unit = ex.units[i]
-        return cls(
-            name=ex.names[i],
-            unit=unit,
-            p05=lo,
-            p95=hi,
-            median=med,
-            has_stats=has,
-            json_head=f'{{"feature":{_enc(ex.names[i])},"value":',
-            json_mid=(
-                f',"unit":{_enc(unit)},"benign_range":{rng},'
-                f'"benign_median":{_jnum(med) if has else "null"},"contribution":'
-            ),
-            msg_head=f"{ex.names[i]} ",
-            msg_tail=("" if unit in _QUIET_UNITS else f" {unit}")
-            + (f" (benign {fmt_num(lo)}..{fmt_num(hi)})" if has else ""),
-        )
 
 
 def _table(f: Callable[[int], Any], dtype: Any = object) -> npt.NDArray[Any]:
@@ -117,21 +72,6 @@ def _gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
-
-
-def _reason_dicts(fields: _ReasonFields) -> list[dict[str, Any]]:
-    """Fresh reason dicts (documents share nothing mutable) from cached field tuples."""
-    return [
-        {
-            "feature": name,
-            "value": value,
-            "unit": unit,
-            "benign_range": [p05, p95] if has_stats else None,
-            "benign_median": median,
-            "contribution": contribution,
-        }
-        for name, value, unit, p05, p95, has_stats, median, contribution in fields
-    ]
 
 
 def _vlan_json(vlan: int) -> str:
@@ -210,10 +150,9 @@ class BatchAlerts:
             ',"reasons":['
         )
         self._explainer = explainer
-        self._features = [_FeatureText.build(explainer, i) for i in range(len(explainer.names))]
         self._seed = seed
         self._k = top_k
-        self._reason_rows: dict[bytes, _RowReasons] = {}
+        self._reasons = ReasonRows(explainer)
 
     def documents(
         self, flows: EndedFlows, scores: Scores, idx: npt.NDArray[np.intp]
@@ -233,7 +172,8 @@ class BatchAlerts:
             scores.attributions[idx] if scores.attributions is not None else None,
             k=self._k,
         )
-        reasons = self._reasons(order, np.take_along_axis(features, order, axis=1), contrib, kept)
+        values = np.take_along_axis(features, order, axis=1)
+        reasons = self._reasons.rows(order, values, contrib, kept)
         cols = self._columns(meta, scores, idx, [r[2] for r in reasons])
         docs = self._dicts(cols, [r[0] for r in reasons], method)
         for doc, line in zip(docs, self._lines(cols, [r[1] for r in reasons], method), strict=True):
@@ -291,7 +231,7 @@ class BatchAlerts:
             message_json=[_enc(t) for t in messages],
         )
 
-    def _dicts(self, c: _Columns, reasons: list[_ReasonFields], method: str) -> list[EncodedDoc]:
+    def _dicts(self, c: _Columns, reasons: list[ReasonFields], method: str) -> list[EncodedDoc]:
         """The documents as dicts: one comprehension over the columns (a call per row would
         cost a fifth of the budget); the ``if`` arms keep the per-row builder's key order."""
         th, name, version = self._threshold, self._model_name, self._model_version
@@ -343,7 +283,7 @@ class BatchAlerts:
                         "score": score,
                         "threshold": th,
                         "model": {"name": name, "version": version},
-                        "reasons": _reason_dicts(rs),
+                        "reasons": reason_dicts(rs),
                         "explanation_method": method,
                     }
                     if icmp
@@ -354,7 +294,7 @@ class BatchAlerts:
                         "score": score,
                         "threshold": th,
                         "model": {"name": name, "version": version},
-                        "reasons": _reason_dicts(rs),
+                        "reasons": reason_dicts(rs),
                         "explanation_method": method,
                     },
                     "message": msg,
@@ -501,47 +441,3 @@ class BatchAlerts:
                 strict=True,
             )
         ]
-
-    def _reasons(
-        self,
-        order: npt.NDArray[np.intp],
-        values: npt.NDArray[np.float32],
-        contrib: npt.NDArray[np.float64],
-        kept: npt.NDArray[np.bool_],
-    ) -> list[_RowReasons]:
-        """Per row: (reason fields, their JSON array body, the message's reason text).
-
-        Floods repeat the same reasons (100k bench capture: 37,320 rows with reasons, 2,254
-        distinct), so rows are keyed by the bytes of (count, features, values,
-        contributions) and each distinct row is formatted once.
-        """
-        m, k = order.shape
-        rec = np.zeros(m, [("n", "u1"), ("o", "<i2", (k,)), ("v", "<f4", (k,)), ("c", "<f8", (k,))])
-        rec["n"], rec["o"] = kept.sum(axis=1), np.where(kept, order, 0)
-        rec["v"], rec["c"] = np.where(kept, values, 0), np.where(kept, contrib, 0)
-        buf, size, cache = rec.tobytes(), rec.dtype.itemsize, self._reason_rows
-        out = []
-        for r, off in enumerate(range(0, m * size, size)):
-            key = buf[off : off + size]
-            hit = cache.get(key)
-            if hit is None:
-                if len(cache) >= _ROW_CACHE_MAX:
-                    cache.clear()
-                n = int(rec["n"][r])
-                hit = cache[key] = self._row_reasons(
-                    order[r, :n].tolist(), values[r, :n].tolist(), contrib[r, :n].tolist()
-                )
-            out.append(hit)
-        return out
-
-    def _row_reasons(
-        self, feats: list[int], values: list[float], contribs: list[float]
-    ) -> _RowReasons:
-        fields, frags, parts = [], [], []
-        for i, v, c in zip(feats, values, contribs, strict=True):
-            f = self._features[i]
-            rv, rc = _json_num(v), float(f"{c:.6g}")  # kept contributions are finite
-            fields.append((f.name, rv, f.unit, f.p05, f.p95, f.has_stats, f.median, rc))
-            frags.append(f"{f.json_head}{_jnum(rv)}{f.json_mid}{rc!r}}}")
-            parts.append(f"{f.msg_head}{fmt_num(rv)}{f.msg_tail}")
-        return tuple(fields), ",".join(frags), ", ".join(parts)
