@@ -13,6 +13,7 @@ from netwarden.features.cic_schema import CIC_SCHEMA
 from netwarden.scoring.manifest import ModelError, load_manifest
 from netwarden.scoring.model import load_model
 from netwarden_train import export
+from netwarden_train import run as run_mod
 from netwarden_train.config import ModelConfig
 from netwarden_train.model import Classifier, Preprocess, attack_attributions, fit_scaler
 from netwarden_train.synthetic import make_table
@@ -110,3 +111,12 @@ def test_manifest_with_other_schema_is_refused(shipped: Path, tmp_path: Path) ->
         load_manifest(bad, schema=CIC_SCHEMA)
     with pytest.raises(ModelError):
         load_model(bad, providers="cpu")
+
+
+def test_shipped_model_scores_a_flow_the_same_in_any_batch(shipped: Path) -> None:
+    # A deterministic detector: a flow's score must not depend on the other flows of its
+    # micro-batch (dynamic INT8 failed this by up to 0.12, so the fp32 graph ships).
+    sess = export.session(shipped / "model.onnx")
+    x = np.abs(np.random.default_rng(3).lognormal(3, 2, size=(128, N))).astype(np.float32)
+    assert export.batch_dependence(sess, x) <= run_mod.BATCH_TOLERANCE
+    assert export.batch_dependence(export.session(shipped / "model.int8.onnx"), x) > 1e-3

@@ -144,3 +144,13 @@ def speed(sess: ort.InferenceSession, x: np.ndarray, *, repeats: int = 5) -> flo
 def save(model_proto: onnx.ModelProto, path: Path) -> dict[str, Any]:
     onnx.save(model_proto, str(path))
     return {"bytes": path.stat().st_size}
+
+
+def batch_dependence(sess: Any, x: np.ndarray) -> float:
+    """Largest probability difference between scoring ``x`` as one batch and row by row.
+
+    A deterministic detector must give a flow the same score whatever else is in its batch.
+    """
+    together = run_onnx(sess, x)[0]
+    alone = np.concatenate([run_onnx(sess, x[i : i + 1])[0] for i in range(len(x))])
+    return float(np.abs(together - alone).max())
