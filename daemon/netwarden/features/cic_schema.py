@@ -79,7 +79,9 @@ _FEATURES: list[FeatureSpec] = [
     FeatureSpec("Subflow Bwd Packets", _N, "backward packets / number of subflows"),
     FeatureSpec("Subflow Bwd Bytes", _B, "backward payload bytes / number of subflows"),
     FeatureSpec("FWD Init Win Bytes", _B, "TCP window of the first forward packet (0: none)"),
-    FeatureSpec("Bwd Init Win Bytes", _B, "TCP window of the last backward packet, as in the CSVs (0: none)"),
+    FeatureSpec(
+        "Bwd Init Win Bytes", _B, "TCP window of the last backward packet, as in the CSVs (0: none)"
+    ),
     FeatureSpec("Fwd Act Data Pkts", _N, "forward packets with at least 1 byte of payload"),
     FeatureSpec("Fwd Seg Size Min", _B, "min forward transport header length"),
     *_stats("Active", _US, "active periods (gaps under the activity timeout)", _MSMM),
