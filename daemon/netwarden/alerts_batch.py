@@ -117,6 +117,43 @@ class _Columns:
     message: list[str]
     message_json: list[str]
 
+    def rows(
+        self, label: list[Any], score: list[Any], message: list[Any], reasons: list[Any]
+    ) -> Iterator[tuple[Any, ...]]:
+        """One tuple per alert: the shared columns, then the given label/score/message/reasons
+        (plain values for the dicts, JSON text for the lines)."""
+        return zip(
+            self.fid,
+            self.start,
+            self.end,
+            self.duration,
+            self.src,
+            self.dst,
+            self.sport,
+            self.dport,
+            self.ports,
+            self.icmp,
+            self.transport,
+            self.iana,
+            self.net_type,
+            self.vlan,
+            self.icmp_type,
+            self.icmp_code,
+            self.end_reason,
+            self.fp,
+            self.bp,
+            self.fb,
+            self.bb,
+            self.packets,
+            self.bytes,
+            self.cid,
+            label,
+            score,
+            message,
+            reasons,
+            strict=True,
+        )
+
 
 class BatchAlerts:
     """Builds the alert documents of one batch; one per policy (holds its constant text).
@@ -329,37 +366,7 @@ class BatchAlerts:
                 score,
                 msg,
                 rs,
-            ) in zip(
-                c.fid,
-                c.start,
-                c.end,
-                c.duration,
-                c.src,
-                c.dst,
-                c.sport,
-                c.dport,
-                c.ports,
-                c.icmp,
-                c.transport,
-                c.iana,
-                c.net_type,
-                c.vlan,
-                c.icmp_type,
-                c.icmp_code,
-                c.end_reason,
-                c.fp,
-                c.bp,
-                c.fb,
-                c.bb,
-                c.packets,
-                c.bytes,
-                c.cid,
-                c.label,
-                c.score,
-                c.message,
-                reasons,
-                strict=True,
-            )
+            ) in c.rows(c.label, c.score, c.message, reasons)
         ]
 
     def _lines(self, c: _Columns, reasons: list[str], method: str) -> list[str]:
@@ -409,35 +416,5 @@ class BatchAlerts:
                 score,
                 msg,
                 rs,
-            ) in zip(
-                c.fid,
-                c.start,
-                c.end,
-                c.duration,
-                c.src,
-                c.dst,
-                c.sport,
-                c.dport,
-                c.ports,
-                c.icmp,
-                c.transport,
-                c.iana,
-                c.net_type,
-                c.vlan,
-                c.icmp_type,
-                c.icmp_code,
-                c.end_reason,
-                c.fp,
-                c.bp,
-                c.fb,
-                c.bb,
-                c.packets,
-                c.bytes,
-                c.cid,
-                c.label_json,
-                c.score_json,
-                c.message_json,
-                reasons,
-                strict=True,
-            )
+            ) in c.rows(c.label_json, c.score_json, c.message_json, reasons)
         ]
