@@ -24,3 +24,20 @@ def all_shared_pcaps() -> list[Path]:
     if not root.is_dir():
         return []
     return sorted(p for p in root.rglob("*") if p.suffix in (".pcap", ".pcapng", ".cap"))
+
+
+@pytest.fixture(scope="module")
+def pcap(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
+    """A small generated capture (the demo's traffic, reduced) and its frame count."""
+    from netwarden.demo_traffic import SMALL, write_demo_pcap
+
+    path = tmp_path_factory.mktemp("cap") / "small.pcap"
+    return path, write_demo_pcap(path, seed=3, scale=SMALL)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny ONNX model folder (tests/modelutil.py) that loads like a real one."""
+    from modelutil import write_model_dir
+
+    return write_model_dir(tmp_path_factory.mktemp("model") / "tiny")
