@@ -1,7 +1,8 @@
 """The model manifest: what a model directory promises, validated once at load.
 
 A model directory holds ``model.onnx`` and ``manifest.json`` (and optionally
-``threshold.json``, written by ``netwarden calibrate``).  The manifest names the feature
+``threshold.json``, written by ``netwarden calibrate``, and ``model.score.onnx``, the same graph
+pruned to the probabilities output, named by ``score_model_file``).  The manifest names the feature
 schema the model was trained on, the ONNX input/output names, the classes, the benign class,
 the alert threshold, the flow-assembly parameters and, optionally, per-feature statistics of
 benign training flows (used to explain alerts).  Every problem is a :class:`ModelError` whose
@@ -84,6 +85,9 @@ class Manifest:
     attribution_method: str | None = None  # how the attributions output is computed (text)
     metrics: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
+    # the graph pruned to the probabilities output (no attribution work): scores every flow
+    score_model_file: str | None = None
+    score_model_sha256: str | None = None
 
     @property
     def benign_index(self) -> int:
@@ -95,6 +99,8 @@ class Manifest:
         d = asdict(self)
         d["classes"] = list(self.classes)
         d["flow"] = self.flow.to_dict()
+        if self.score_model_file is None:
+            del d["score_model_file"], d["score_model_sha256"]
         return d
 
 
@@ -250,6 +256,16 @@ def _check_sha256(r: _Reader, key: str) -> str:
     return v
 
 
+def _score_model(r: _Reader) -> tuple[str | None, str | None]:
+    """``score_model_file`` and ``score_model_sha256``: both or neither."""
+    name = r.opt_str("score_model_file", required=False)
+    if name is None:
+        if r.obj.get("score_model_sha256") is not None:
+            raise r.error("score_model_sha256", "is set but 'score_model_file' is not")
+        return None, None
+    return name, _check_sha256(r, "score_model_sha256")
+
+
 def parse_manifest(obj: Any, *, path: Path) -> Manifest:
     """Validate a parsed manifest object (``path`` is only used in error messages)."""
     r = _Reader(path, obj)
@@ -266,6 +282,7 @@ def parse_manifest(obj: Any, *, path: Path) -> Manifest:
     threshold = r.number("threshold")
     if not 0.0 <= threshold <= 1.0:
         raise r.error("threshold", f"must be in [0, 1], got {threshold}")
+    score_file, score_sha = _score_model(r)
     return Manifest(
         format_version=fmt,
         name=r.req_str("name"),
@@ -285,6 +302,8 @@ def parse_manifest(obj: Any, *, path: Path) -> Manifest:
         attribution_method=r.opt_str("attribution_method", required=False),
         metrics=r.free_dict("metrics"),
         training=r.free_dict("training"),
+        score_model_file=score_file,
+        score_model_sha256=score_sha,
     )
 
 
@@ -326,12 +345,28 @@ def load_manifest(
     m = parse_manifest(_read_json(path), path=path)
     if schema is not None:
         check_schema(m, schema, path=path)
-    model_path = d / m.model_file
-    if not model_path.is_file():
-        raise ModelError(f"{path}: key 'model_file' names {model_path}, which does not exist")
+    for key, name in (("model_file", m.model_file), ("score_model_file", m.score_model_file)):
+        if name is not None and not (d / name).is_file():
+            raise ModelError(f"{path}: key {key!r} names {d / name}, which does not exist")
     if verify_sha256:
         read_model_bytes(d, m)
+        read_score_model_bytes(d, m)
     return m
+
+
+def _read_checked(model_dir: Path, name: str, *, key: str, expected: str) -> bytes:
+    model_path = model_dir / name
+    try:
+        data = model_path.read_bytes()
+    except OSError as e:
+        raise ModelError(f"{model_path}: cannot read: {e.strerror}") from None
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != expected:
+        raise ModelError(
+            f"{model_dir / MANIFEST_FILE}: key {key!r} is {expected} but "
+            f"{model_path} has sha256 {actual} (model file replaced or corrupt)"
+        )
+    return data
 
 
 def read_model_bytes(model_dir: Path, manifest: Manifest) -> bytes:
@@ -341,18 +376,26 @@ def read_model_bytes(model_dir: Path, manifest: Manifest) -> bytes:
     Raises:
         ModelError: unreadable file or sha256 mismatch.
     """
-    model_path = model_dir / manifest.model_file
-    try:
-        data = model_path.read_bytes()
-    except OSError as e:
-        raise ModelError(f"{model_path}: cannot read: {e.strerror}") from None
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != manifest.model_sha256:
-        raise ModelError(
-            f"{model_dir / MANIFEST_FILE}: key 'model_sha256' is {manifest.model_sha256} but "
-            f"{model_path} has sha256 {actual} (model file replaced or corrupt)"
-        )
-    return data
+    return _read_checked(
+        model_dir, manifest.model_file, key="model_sha256", expected=manifest.model_sha256
+    )
+
+
+def read_score_model_bytes(model_dir: Path, manifest: Manifest) -> bytes | None:
+    """The score graph's bytes checked against ``score_model_sha256``; None when the manifest
+    names no score graph.
+
+    Raises:
+        ModelError: unreadable file or sha256 mismatch (naming the file).
+    """
+    if manifest.score_model_file is None or manifest.score_model_sha256 is None:
+        return None
+    return _read_checked(
+        model_dir,
+        manifest.score_model_file,
+        key="score_model_sha256",
+        expected=manifest.score_model_sha256,
+    )
 
 
 def load_threshold_override(path: Path) -> ThresholdOverride:

@@ -4,6 +4,11 @@
 on the requested execution provider, checks the graph's input/output names and shapes against
 the manifest and the schema, and runs one probe row, so every problem surfaces at load as a
 one-line :class:`~netwarden.scoring.manifest.ModelError`, never mid-stream.
+
+When the manifest names a score graph (the graph pruned to the probabilities output),
+:meth:`Model.score` runs only that one, and :meth:`Model.explain` runs the full graph for the
+rows that need attributions (ONNX Runtime computes every node of a graph whatever outputs
+are asked for: the attribution half costs about as much as the forward pass).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from .manifest import (
     find_threshold_override,
     load_manifest,
     read_model_bytes,
+    read_score_model_bytes,
 )
 
 log = logging.getLogger(__name__)
@@ -115,7 +121,7 @@ def _dims(shape: Any) -> list[int | None]:
     return [d if isinstance(d, int) else None for d in (shape or [])]
 
 
-def _check_io(sess: Any, m: Manifest, n_features: int) -> None:
+def _check_io(sess: Any, m: Manifest, n_features: int, *, attributions: bool = True) -> None:
     ins = {i.name: i for i in sess.get_inputs()}
     outs = {o.name: o for o in sess.get_outputs()}
     name = m.inputs.features
@@ -136,7 +142,7 @@ def _check_io(sess: Any, m: Manifest, n_features: int) -> None:
         )
     for key, out in (
         ("probabilities", m.outputs.probabilities),
-        ("attributions", m.outputs.attributions),
+        ("attributions", m.outputs.attributions if attributions else None),
     ):
         if out is None:
             continue
@@ -151,14 +157,15 @@ def _check_io(sess: Any, m: Manifest, n_features: int) -> None:
             )
 
 
-def _check_probe(scores: Scores, m: Manifest, n_features: int) -> None:
-    n_classes = len(m.classes)
-    if scores.probs.shape != (1, n_classes):
+def _check_probe(
+    probs: npt.NDArray[np.float32] | None, att: npt.NDArray[np.float32] | None, m: Manifest, n: int
+) -> None:
+    n_classes, n_features = len(m.classes), n
+    if probs is not None and probs.shape != (1, n_classes):
         raise ModelError(
-            f"output {m.outputs.probabilities!r} has shape {scores.probs.shape[1:]} "
+            f"output {m.outputs.probabilities!r} has shape {probs.shape[1:]} "
             f"per row; the manifest lists {n_classes} classes"
         )
-    att = scores.attributions
     if att is not None and att.shape != (1, n_features):
         raise ModelError(
             f"output {m.outputs.attributions!r} has shape {att.shape[1:]} per "
@@ -178,8 +185,10 @@ class Model:
         threshold: float,
         threshold_source: str,
         metrics: Metrics | None,
+        score_session: Any | None = None,
     ) -> None:
         self._session = session
+        self._score_session = score_session
         self.manifest = manifest
         self.n_features = n_features
         self.threshold = threshold
@@ -187,17 +196,18 @@ class Model:
         self.provider: str = session.get_providers()[0]
         self._metrics = metrics
         self._outputs = [manifest.outputs.probabilities]
-        if manifest.outputs.attributions is not None:
+        if manifest.outputs.attributions is not None and score_session is None:
             self._outputs.append(manifest.outputs.attributions)
         self._benign = manifest.benign_index
 
+    @property
+    def has_score_graph(self) -> bool:
+        """True when :meth:`score` runs the pruned score graph (attributions: :meth:`explain`)."""
+        return self._score_session is not None
+
     def _empty(self) -> Scores:
         n_cls = len(self.manifest.classes)
-        att = (
-            np.zeros((0, self.n_features), np.float32)
-            if self.manifest.outputs.attributions is not None
-            else None
-        )
+        att = np.zeros((0, self.n_features), np.float32) if len(self._outputs) > 1 else None
         return Scores(
             np.zeros((0, n_cls), np.float32),
             np.zeros(0, np.float32),
@@ -206,28 +216,38 @@ class Model:
             att,
         )
 
-    def _run(self, x: npt.NDArray[np.float32]) -> list[Any]:
+    def _run(
+        self, sess: Any, outputs: list[str], x: npt.NDArray[np.float32], *, scored: bool
+    ) -> list[Any]:
         t0 = time.perf_counter()
-        out: list[Any] = self._session.run(self._outputs, {self.manifest.inputs.features: x})
+        out: list[Any] = sess.run(outputs, {self.manifest.inputs.features: x})
         if self._metrics is not None:
             self._metrics.inference_latency.observe(time.perf_counter() - t0)
-            self._metrics.flows_scored.inc(x.shape[0])
+            if scored:
+                self._metrics.flows_scored.inc(x.shape[0])
         return out
 
-    def score(self, features: npt.NDArray[np.float32]) -> Scores:
-        """Score ``features`` (float32, shape (n, n_features), schema order).
-
-        Observes ``inference_latency_seconds`` and ``flows_scored`` when built with metrics
-        (the batch size is observed by the batcher).
-        """
+    def _checked(self, features: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         if features.ndim != 2 or features.shape[1] != self.n_features:
             raise ValueError(
                 f"features must have shape (n, {self.n_features}), got {features.shape}"
             )
-        if features.shape[0] == 0:
+        return np.ascontiguousarray(features, dtype=np.float32)
+
+    def score(self, features: npt.NDArray[np.float32]) -> Scores:
+        """Score ``features`` (float32, shape (n, n_features), schema order).
+
+        With a score graph only that graph runs and ``Scores.attributions`` is None (ask
+        :meth:`explain` for the rows that need them); without one the full graph runs and
+        ``Scores.attributions`` is set when the manifest has an attributions output.
+        Observes ``inference_latency_seconds`` and ``flows_scored`` when built with metrics
+        (the batch size is observed by the batcher).
+        """
+        x = self._checked(features)
+        if x.shape[0] == 0:
             return self._empty()
-        x = np.ascontiguousarray(features, dtype=np.float32)
-        out = self._run(x)
+        sess = self._session if self._score_session is None else self._score_session
+        out = self._run(sess, self._outputs, x, scored=True)
         probs = np.asarray(out[0], dtype=np.float32)
         masked = probs.copy()
         masked[:, self._benign] = -np.inf
@@ -239,6 +259,22 @@ class Model:
             np.argmax(masked, axis=1),
             att,
         )
+
+    def explain(self, features: npt.NDArray[np.float32]) -> npt.NDArray[np.float32] | None:
+        """Attributions ``(n, n_features)`` of the full graph for ``features``; None when the
+        manifest has no attributions output.
+
+        Observes ``inference_latency_seconds`` (one more inference batch) but not
+        ``flows_scored`` (these flows were counted when they were scored).
+        """
+        x = self._checked(features)
+        name = self.manifest.outputs.attributions
+        if name is None:
+            return None
+        if x.shape[0] == 0:
+            return np.zeros((0, self.n_features), np.float32)
+        out = self._run(self._session, [name], x, scored=False)
+        return np.asarray(out[0], dtype=np.float32)
 
 
 def _build(
@@ -253,31 +289,65 @@ def _build(
     m = load_manifest(model_dir, schema=schema, verify_sha256=False)
     data = read_model_bytes(model_dir, m)
     override = find_threshold_override(model_dir, threshold_override)
-    model_path = model_dir / m.model_file
-    try:
-        sess = create_session(data, providers=providers, intra_op_threads=intra_op_threads)
-        _check_io(sess, m, len(schema))
-    except ModelError as e:
-        raise ModelError(f"{model_path}: {e}") from None
+    score_data = read_score_model_bytes(model_dir, m)
+    n = len(schema)
+    sess = _session(model_dir / m.model_file, data, m, n, providers, intra_op_threads, full=True)
+    score_sess = None
+    if score_data is not None and m.score_model_file is not None:
+        path = model_dir / m.score_model_file
+        score_sess = _session(path, score_data, m, n, providers, intra_op_threads, full=False)
     threshold, source = (
         (override.threshold, f"{override.path} ({override.source})")
         if override is not None
         else (m.threshold, "manifest")
     )
     model = Model(
-        sess, m, n_features=len(schema), threshold=threshold, threshold_source=source, metrics=None
+        sess,
+        m,
+        n_features=len(schema),
+        threshold=threshold,
+        threshold_source=source,
+        metrics=None,
+        score_session=score_sess,
     )
-    try:
-        probe = model.score(np.zeros((1, len(schema)), np.float32))
-    except Exception as e:  # ORT runtime errors: shape mismatches inside the graph
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelError(f"{model_path}: probe inference failed: {first}") from None
-    try:
-        _check_probe(probe, m, len(schema))
-    except ModelError as e:
-        raise ModelError(f"{model_path}: {e}") from None
+    _probe(model, model_dir)
     model._metrics = metrics
     return model
+
+
+def _session(
+    path: Path,
+    data: bytes,
+    m: Manifest,
+    n_features: int,
+    providers: str,
+    threads: int,
+    *,
+    full: bool,
+) -> Any:
+    """An ORT session for one graph file, its inputs and outputs checked against ``m``
+    (``full``: the attributions output too)."""
+    try:
+        sess = create_session(data, providers=providers, intra_op_threads=threads)
+        _check_io(sess, m, n_features, attributions=full)
+    except ModelError as e:
+        raise ModelError(f"{path}: {e}") from None
+    return sess
+
+
+def _probe(model: Model, model_dir: Path) -> None:
+    """One all-zero row through every graph: shapes as the manifest says, or ModelError."""
+    m, zero = model.manifest, np.zeros((1, model.n_features), np.float32)
+    path = model_dir / (m.score_model_file or m.model_file)
+    try:
+        _check_probe(model.score(zero).probs, None, m, model.n_features)
+        path = model_dir / m.model_file
+        _check_probe(None, model.explain(zero), m, model.n_features)
+    except ModelError as e:
+        raise ModelError(f"{path}: {e}") from None
+    except Exception as e:  # ORT runtime errors: shape mismatches inside the graph
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(f"{path}: probe inference failed: {first}") from None
 
 
 def load_model(
