@@ -46,14 +46,24 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 
 def _publish(args: argparse.Namespace) -> int:
-    """Copy a finished run's model (model.onnx + manifest.json) into a model folder."""
+    """Copy a finished run's model (model.onnx, model.score.onnx, manifest.json) into a model
+    folder.  A run exported before score graphs existed gets one derived (and checked) in the
+    destination, so every published model has it."""
+    from . import export, manifest
+
     src = args.run / "model"
     if not (args.run / "DONE").is_file():
         print(f"{args.run}: run has no DONE marker", file=sys.stderr)
         return 2
+    m = manifest.read(src)  # checks both sha256 before anything is copied
     args.dest.mkdir(parents=True, exist_ok=True)
-    for name in ("model.onnx", "manifest.json"):
+    score = m.get("score_model_file")
+    for name in (m["model_file"], "manifest.json", *([score] if score else [])):
         shutil.copy2(src / name, args.dest / name)
+    if not score:
+        log.info("%s: no score graph in the run; deriving %s", src, export.SCORE_MODEL_FILE)
+        export.write_score_graph(args.dest)
+    manifest.read(args.dest)
     print(args.dest)
     return 0
 

@@ -1,4 +1,9 @@
-"""Export a trained Classifier to ONNX, check parity against torch, and quantise to INT8."""
+"""Export a trained Classifier to ONNX, check parity against torch, and quantise to INT8.
+
+Also derives the score graph (``model.score.onnx``: the served graph pruned to the
+probabilities output) and checks it against the full graph: :func:`derive_score_graph` for a
+fresh export, :func:`write_score_graph` for an existing model folder.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +17,18 @@ import numpy.typing as npt
 import onnx
 import onnxruntime as ort
 import torch
+from netwarden.features.cic_schema import CIC_SCHEMA
 from torch import nn
 
+from . import manifest
 from .model import Classifier, attack_attributions
-from .onnx_graph import GraphSpec, Layer, build
+from .onnx_graph import GraphSpec, Layer, build, prune
 
 log = logging.getLogger(__name__)
+
+SCORE_MODEL_FILE = "model.score.onnx"
+SCORE_TOL = 1e-6  # max |P(score graph) - P(full graph)|: same nodes, same kernels, so ~0
+BATCH_TOLERANCE = 1e-4  # max |P(batch) - P(row alone)| a shipped model may show
 
 
 def _np(t: torch.Tensor) -> npt.NDArray[np.float32]:
@@ -154,3 +165,80 @@ def batch_dependence(sess: Any, x: np.ndarray) -> float:
     together = run_onnx(sess, x)[0]
     alone = np.concatenate([run_onnx(sess, x[i : i + 1])[0] for i in range(len(x))])
     return float(np.abs(together - alone).max())
+
+
+def score_parity(
+    full: Path, score: Path, x: np.ndarray, *, tol: float = SCORE_TOL
+) -> dict[str, Any]:
+    """Check the score graph against the full graph on ``x``: equal probabilities (within
+    ``tol``) and batch invariance (first 256 rows, within :data:`BATCH_TOLERANCE`).
+
+    Raises:
+        AssertionError: either check fails (the message holds the figures).
+    """
+    probs_full = run_onnx(session(full), x)[0]
+    sess = session(score)
+    res = {
+        "rows": len(x),
+        "probabilities_max_abs_diff": float(np.abs(run_onnx(sess, x)[0] - probs_full).max()),
+        "batch_dependence": batch_dependence(sess, x[:256]),
+        "bytes": score.stat().st_size,
+    }
+    if res["probabilities_max_abs_diff"] > tol or res["batch_dependence"] > BATCH_TOLERANCE:
+        raise AssertionError(
+            f"score graph {score}: probabilities differ from {full.name} by more than {tol:g} "
+            f"or depend on the batch by more than {BATCH_TOLERANCE:g}: {res}"
+        )
+    return res
+
+
+def derive_score_graph(full: Path, score: Path, x: np.ndarray) -> dict[str, Any]:
+    """Write ``score`` = ``full`` pruned to its probabilities output; check it on ``x``.
+
+    Returns:
+        The parity figures of :func:`score_parity`.
+    """
+    save(prune(onnx.load(str(full)), ("probabilities",)), score)
+    res = score_parity(full, score, x)
+    log.info("score graph %s: %s", score, res)
+    return res
+
+
+def probe_rows(
+    stats: dict[str, dict[str, float]], *, n: int = 1024, seed: int = 0
+) -> npt.NDArray[np.float32]:
+    """Check rows without data: per feature, values spread over the benign p05..p95 range
+    (most rows), heavy-tailed random magnitudes (past the clip), zeros, NaN and inf.
+    """
+    rng = np.random.default_rng(seed)
+    names = CIC_SCHEMA.names
+    lo = np.array([stats.get(k, {}).get("p05", 0.0) for k in names])
+    hi = np.array([stats.get(k, {}).get("p95", 1e6) for k in names])
+    x = lo + rng.random((n, len(names))) * (hi - lo)
+    wild = rng.random(n) < 0.25
+    x[wild] = rng.lognormal(3.0, 4.0, size=(int(wild.sum()), len(names)))
+    x[0], x[1, ::3], x[2, ::5] = 0.0, np.nan, np.inf
+    rows: npt.NDArray[np.float32] = x.astype(np.float32)
+    return rows
+
+
+def write_score_graph(model_dir: Path, *, x: np.ndarray | None = None) -> dict[str, Any]:
+    """Add ``model.score.onnx`` to an existing model folder, without retraining.
+
+    Prunes the folder's model file to its probabilities output, checks it against the full
+    graph on ``x`` (default: :func:`probe_rows` from the manifest's benign statistics) and
+    adds ``score_model_file`` / ``score_model_sha256`` to ``manifest.json``; nothing else in
+    the folder changes (the model file and its sha256 stay byte-identical).
+
+    Raises:
+        ValueError: the model file does not match its ``model_sha256``.
+        AssertionError: the score graph fails :func:`score_parity`.
+    """
+    m = manifest.load_raw(model_dir)
+    full = model_dir / m["model_file"]
+    if manifest.sha256_file(full) != m["model_sha256"]:
+        raise ValueError(f"{full}: sha256 differs from the manifest's model_sha256")
+    rows = probe_rows(m.get("benign_stats") or {}) if x is None else x.astype(np.float32)
+    res = derive_score_graph(full, model_dir / SCORE_MODEL_FILE, rows)
+    manifest.add_score_model(model_dir, SCORE_MODEL_FILE)
+    return res

@@ -46,8 +46,16 @@ def build(
     metrics: dict[str, Any],
     training: dict[str, Any],
     flow: FlowParams,
+    score_model_file: str | None = None,
 ) -> dict[str, Any]:
-    """The manifest dict for ``model_dir / model_file`` (which must already exist)."""
+    """The manifest dict for ``model_dir / model_file`` (which must already exist), and for
+    ``model_dir / score_model_file`` (the graph pruned to probabilities) when given."""
+    score = {}
+    if score_model_file is not None:
+        score = {
+            "score_model_file": score_model_file,
+            "score_model_sha256": sha256_file(model_dir / score_model_file),
+        }
     return {
         "format": FORMAT,
         "format_version": FORMAT,  # the daemon's loader (netwarden.scoring) reads this key
@@ -55,6 +63,7 @@ def build(
         "version": version,
         "model_file": model_file,
         "model_sha256": sha256_file(model_dir / model_file),
+        **score,
         "feature_schema": {"id": CIC_SCHEMA.id, "hash": CIC_SCHEMA.hash},
         "inputs": {"features": "features"},
         "outputs": {
@@ -83,11 +92,39 @@ def write(manifest: dict[str, Any], model_dir: Path) -> Path:
     return path
 
 
+def load_raw(model_dir: Path) -> dict[str, Any]:
+    """``manifest.json`` as parsed JSON, unchecked."""
+    m: dict[str, Any] = json.loads((model_dir / "manifest.json").read_text())
+    return m
+
+
+def add_score_model(model_dir: Path, score_model_file: str) -> Path:
+    """Name ``score_model_file`` and its sha256 in ``manifest.json``, right after
+    ``model_sha256``; every other key, value and the file's layout (indent, final newline)
+    stay as they were."""
+    path = model_dir / "manifest.json"
+    text = path.read_text()
+    old: dict[str, Any] = json.loads(text)
+    new: dict[str, Any] = {}
+    for key, value in old.items():
+        if key not in ("score_model_file", "score_model_sha256"):
+            new[key] = value
+        if key == "model_sha256":
+            new["score_model_file"] = score_model_file
+            new["score_model_sha256"] = sha256_file(model_dir / score_model_file)
+    lines = text.splitlines()
+    indent = len(lines[1]) - len(lines[1].lstrip(" ")) if len(lines) > 1 else 1
+    end = "\n" if text.endswith("\n") else ""
+    path.write_text(json.dumps(new, indent=indent or None) + end)
+    return path
+
+
 def read(model_dir: Path) -> dict[str, Any]:
     """Read and check a manifest against the running schema.
 
     Raises:
-        ValueError: wrong format, schema mismatch, or the model file's sha256 differs.
+        ValueError: wrong format, schema mismatch, or the sha256 of the model file (or of
+            the score model file, when named) differs.
     """
     m: dict[str, Any] = json.loads((model_dir / "manifest.json").read_text())
     if m.get("format") != FORMAT:
@@ -98,7 +135,14 @@ def read(model_dir: Path) -> dict[str, Any]:
             f"manifest: feature_schema {fs.get('id')!r}/{str(fs.get('hash'))[:12]} does not match "
             f"the running schema {CIC_SCHEMA.id!r}/{CIC_SCHEMA.hash[:12]}"
         )
-    digest = sha256_file(model_dir / m["model_file"])
-    if digest != m.get("model_sha256"):
-        raise ValueError(f"manifest: model_sha256 mismatch for {m['model_file']}")
+    for key in ("model", "score_model"):
+        name = m.get(f"{key}_file")
+        if key != "model" and not name:
+            continue
+        if not isinstance(name, str) or not (model_dir / name).is_file():
+            raise ValueError(
+                f"manifest: {key}_file names {name!r}, which is not a file in {model_dir}"
+            )
+        if sha256_file(model_dir / name) != m.get(f"{key}_sha256"):
+            raise ValueError(f"manifest: {key}_sha256 mismatch for {name}")
     return m

@@ -7,6 +7,7 @@ attribution of each feature to the attack score s = 1 - P(benign): the analytic 
 ds/dz, back-propagated through the same weights inside the graph, times (z - z_ref) where
 z_ref is the benign median in z-space (gradient x input against a benign baseline).
 Plain MatMul/Add (not Gemm) so dynamic INT8 quantisation applies to every layer.
+:func:`prune` cuts a graph down to the probabilities output (the score graph).
 """
 
 from __future__ import annotations
@@ -177,3 +178,48 @@ def build(spec: GraphSpec) -> onnx.ModelProto:
     model.ir_version = 8  # onnxruntime >= 1.15 reads IR 8 (opset 17)
     onnx.checker.check_model(model, full_check=True)
     return model
+
+
+def prune(model: onnx.ModelProto, outputs: tuple[str, ...] = ("probabilities",)) -> onnx.ModelProto:
+    """``model`` cut down to the nodes that ``outputs`` need, unused initialisers dropped.
+
+    ONNX Runtime runs every node of a graph whatever outputs are asked for, so scoring with
+    the full graph pays for the attribution backward pass too (~1.9 vs ~1.0 us/flow).  The
+    pruned graph keeps the inputs, opsets, IR version and the surviving nodes unchanged and in
+    order, so it computes the same values with the same kernels.
+
+    Raises:
+        ValueError: an output the graph does not have, or a node with a subgraph (If/Loop).
+    """
+    g = model.graph
+    missing = sorted(set(outputs) - {o.name for o in g.output})
+    if missing:
+        raise ValueError(f"prune: outputs {missing} not in graph outputs")
+    need, keep = set(outputs), []
+    for node in reversed(g.node):
+        if need.isdisjoint(node.output):
+            continue
+        if any(
+            a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+            for a in node.attribute
+        ):
+            raise ValueError(f"prune: node {node.name!r} ({node.op_type}) holds a subgraph")
+        keep.append(node)
+        need.update(i for i in node.input if i)
+    inits = [t for t in g.initializer if t.name in need]
+    init_names = {t.name for t in g.initializer}
+    graph = helper.make_graph(
+        list(reversed(keep)),
+        g.name,
+        [i for i in g.input if i.name not in init_names],
+        [o for o in g.output if o.name in outputs],
+        inits,
+        value_info=[v for v in g.value_info if v.name in need],
+    )
+    out = helper.make_model(
+        graph, opset_imports=list(model.opset_import), producer_name=model.producer_name
+    )
+    out.ir_version = model.ir_version
+    out.producer_version = model.producer_version
+    onnx.checker.check_model(out, full_check=True)
+    return out

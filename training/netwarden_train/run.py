@@ -1,8 +1,9 @@
 """One training run, top to bottom: config in, seeded run, metrics and model out.
 
 Writes ``runs/<name>-<UTC timestamp>/``: ``config.json`` (resolved), ``data_summary.json``,
-``metrics.json``, ``report.md`` with PNG plots, ``model/`` (model.onnx + manifest.json, and
-the INT8 variant) and ``DONE`` when everything finished.
+``metrics.json``, ``report.md`` with PNG plots, ``model/`` (model.onnx, model.score.onnx --
+the same graph pruned to the probabilities output -- manifest.json, and the INT8 variant) and
+``DONE`` when everything finished.
 """
 
 from __future__ import annotations
@@ -147,7 +148,8 @@ def export_model(
     out_dir: Path,
     metrics: dict[str, Any],
 ) -> dict[str, Any]:
-    """ONNX + parity + INT8 variant + manifest into ``out_dir``; returns the export facts."""
+    """ONNX + parity + INT8 variant + score graph + manifest into ``out_dir``; returns the
+    export facts."""
     out_dir.mkdir(parents=True, exist_ok=True)
     t = bundle.table
     benign_tr = t.x[split.train][bundle.y[split.train] == 0]
@@ -169,11 +171,17 @@ def export_model(
     final = out_dir / "model.onnx"
     final.write_bytes(chosen.read_bytes())
     facts["shipped"] = "int8" if chosen != fp32 else "fp32"
+    # the daemon scores every flow with the score graph (no attribution pass: ~half the
+    # time) and runs the full graph only for alerts; same nodes, so equal probabilities
+    facts["score_graph"] = export.derive_score_graph(
+        final, out_dir / export.SCORE_MODEL_FILE, x_test[:4096]
+    )
     facts["threshold"] = pick_threshold(cfg, bundle, split, model)
     m = manifest.build(
         name=cfg.name,
         version=cfg.version,
         model_file="model.onnx",
+        score_model_file=export.SCORE_MODEL_FILE,
         model_dir=out_dir,
         classes=bundle.classes,
         threshold=facts["threshold"],
@@ -206,7 +214,7 @@ def pick_threshold(
     return float(min(max(t, fitted), 0.999))
 
 
-BATCH_TOLERANCE = 1e-4  # max |P(batch) - P(row alone)| a shipped model may show
+BATCH_TOLERANCE = export.BATCH_TOLERANCE  # max |P(batch) - P(row alone)| a shipped model may show
 
 
 def _quantised(
