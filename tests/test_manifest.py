@@ -188,3 +188,38 @@ def test_shipped_model_manifest_loads() -> None:
     m = load_manifest(d, schema=CIC_SCHEMA)
     assert m.benign_class in m.classes
     assert set(m.benign_stats) <= set(CIC_SCHEMA.names)
+
+
+def _score_fields(d: dict[str, Any]) -> None:
+    d["score_model_file"] = "model.onnx"  # any existing file: load_manifest checks bytes only
+    d["score_model_sha256"] = d["model_sha256"]
+
+
+def test_score_model_fields_round_trip(tmp_path: Path) -> None:
+    d = write_model_dir(tmp_path / "m")
+    assert load_manifest(d).score_model_file is None
+    assert "score_model_file" not in load_manifest(d).to_dict()
+    _edit(d, _score_fields)
+    m = load_manifest(d, schema=CIC_SCHEMA)
+    assert m.score_model_file == "model.onnx" and m.score_model_sha256 == m.model_sha256
+    assert parse_manifest(json.loads(json.dumps(m.to_dict())), path=d / "manifest.json") == m
+
+
+def test_score_model_missing_or_mismatching_is_refused(tmp_path: Path) -> None:
+    d = write_model_dir(tmp_path / "m")
+    _edit(d, lambda m: m.update(score_model_file="model.score.onnx", score_model_sha256="a" * 64))
+    with pytest.raises(ModelError, match=r"'score_model_file' names .*model\.score\.onnx, which"):
+        load_manifest(d)
+    (d / "model.score.onnx").write_bytes(b"other bytes")
+    with pytest.raises(ModelError) as ei:
+        load_manifest(d)
+    msg = str(ei.value)
+    assert "'score_model_sha256'" in msg and "model.score.onnx" in msg
+    assert file_sha256(d / "model.score.onnx") in msg
+    assert load_manifest(d, verify_sha256=False).score_model_file == "model.score.onnx"
+    _edit(d, lambda m: m.pop("score_model_file"))
+    with pytest.raises(ModelError, match="'score_model_sha256' is set but 'score_model_file'"):
+        load_manifest(d)
+    _edit(d, lambda m: m.update(score_model_file="model.score.onnx", score_model_sha256="x"))
+    with pytest.raises(ModelError, match="'score_model_sha256' must be 64 lowercase hex"):
+        load_manifest(d)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from modelutil import N_FEATURES, default_weights, linear_onnx, write_model_dir
 from netwarden.metrics import Metrics
-from netwarden.scoring import ModelError, load_model
+from netwarden.scoring import ModelError, file_sha256, load_model
 from onnx import TensorProto
 from prometheus_client import CollectorRegistry
 
@@ -164,3 +164,66 @@ def test_tampered_model_file_is_refused(tmp_path: Path) -> None:
     with (d / "model.onnx").open("ab") as f:
         f.write(b"\0")
     _expect_one_line_error(d, "manifest.json: key 'model_sha256'", "replaced or corrupt")
+
+
+def _with_score_graph(path: Path, score_bytes: bytes | None = None) -> Path:
+    """A tiny model with attributions plus a score graph (the same weights, probabilities only)."""
+    d = write_model_dir(path, attributions=True)
+    data = score_bytes if score_bytes is not None else linear_onnx(*default_weights())
+    (d / "model.score.onnx").write_bytes(data)
+    m = json.loads((d / "manifest.json").read_text())
+    m["score_model_file"] = "model.score.onnx"
+    m["score_model_sha256"] = file_sha256(d / "model.score.onnx")
+    (d / "manifest.json").write_text(json.dumps(m))
+    return d
+
+
+def test_score_graph_scores_and_full_graph_explains(tmp_path: Path) -> None:
+    plain = load_model(write_model_dir(tmp_path / "plain", attributions=True), providers="cpu")
+    model = load_model(_with_score_graph(tmp_path / "m"), providers="cpu")
+    assert model.has_score_graph and not plain.has_score_graph
+    x = np.arange(3 * N_FEATURES, dtype=np.float32).reshape(3, N_FEATURES) / 50
+    s, ref = model.score(x), plain.score(x)
+    assert s.attributions is None and ref.attributions is not None
+    np.testing.assert_array_equal(s.probs, ref.probs)
+    np.testing.assert_array_equal(s.attack_idx, ref.attack_idx)
+    att = model.explain(x[1:])
+    assert att is not None and att.dtype == np.float32
+    np.testing.assert_array_equal(att, ref.attributions[1:])
+    empty = model.score(np.zeros((0, N_FEATURES), np.float32))
+    assert empty.attributions is None and empty.probs.shape == (0, 3)
+    none = model.explain(np.zeros((0, N_FEATURES), np.float32))
+    assert none is not None and none.shape == (0, N_FEATURES)
+    with pytest.raises(ValueError, match="shape"):
+        model.explain(np.zeros((1, 3), np.float32))
+
+
+def test_explain_without_attributions_output(tmp_path: Path) -> None:
+    model = load_model(write_model_dir(tmp_path / "m"), providers="cpu")
+    assert model.explain(np.zeros((2, N_FEATURES), np.float32)) is None
+    s = model.score(np.zeros((2, N_FEATURES), np.float32))
+    assert s.attributions is None
+
+
+def test_explain_observes_latency_not_flows_scored(tmp_path: Path) -> None:
+    reg = CollectorRegistry()
+    model = load_model(_with_score_graph(tmp_path / "m"), providers="cpu", metrics=Metrics(reg))
+    model.score(np.zeros((4, N_FEATURES), np.float32))
+    model.explain(np.zeros((2, N_FEATURES), np.float32))
+    assert reg.get_sample_value("netwarden_flows_scored_total") == 4.0
+    assert reg.get_sample_value("netwarden_inference_latency_seconds_count") == 2.0
+
+
+def test_bad_score_graph_is_refused_naming_it(tmp_path: Path) -> None:
+    w, b = default_weights(n_classes=4)
+    d = _with_score_graph(tmp_path / "classes", linear_onnx(w, b))
+    _expect_one_line_error(d, "model.score.onnx", "manifest lists 3 classes")
+    w, b = default_weights()
+    d = _with_score_graph(tmp_path / "name", linear_onnx(w, b, input_name="x"))
+    _expect_one_line_error(d, "model.score.onnx", "input 'features'")
+    d = _with_score_graph(tmp_path / "junk", b"not a model")
+    _expect_one_line_error(d, "model.score.onnx", "not a loadable ONNX model")
+    d = _with_score_graph(tmp_path / "tampered")
+    with (d / "model.score.onnx").open("ab") as f:
+        f.write(b"\0")
+    _expect_one_line_error(d, "'score_model_sha256'", "model.score.onnx", "replaced or corrupt")

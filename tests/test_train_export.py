@@ -12,7 +12,7 @@ import torch
 from netwarden.features.cic_schema import CIC_SCHEMA
 from netwarden.scoring.manifest import ModelError, load_manifest
 from netwarden.scoring.model import load_model
-from netwarden_train import export
+from netwarden_train import cli, export, onnx_graph
 from netwarden_train import run as run_mod
 from netwarden_train.config import ModelConfig
 from netwarden_train.model import Classifier, Preprocess, attack_attributions, fit_scaler
@@ -96,8 +96,11 @@ def test_shipped_model_loads_and_is_small(shipped: Path) -> None:
     model = load_model(shipped, providers="cpu")
     assert model.manifest.classes[0] == "BENIGN"
     assert (shipped / "model.onnx").stat().st_size < 5 * 2**20
+    assert model.has_score_graph  # scores with model.score.onnx, explains with model.onnx
     s = model.score(np.zeros((2, N), np.float32))
-    assert s.attributions is not None and s.attributions.shape == (2, N)
+    assert s.attributions is None and s.probs.shape == (2, 9)
+    att = model.explain(np.zeros((2, N), np.float32))
+    assert att is not None and att.shape == (2, N)
     assert "Sharafaldin" in (shipped / "MODEL_CARD.md").read_text()
 
 
@@ -120,3 +123,92 @@ def test_shipped_model_scores_a_flow_the_same_in_any_batch(shipped: Path) -> Non
     x = np.abs(np.random.default_rng(3).lognormal(3, 2, size=(128, N))).astype(np.float32)
     assert export.batch_dependence(sess, x) <= run_mod.BATCH_TOLERANCE
     assert export.batch_dependence(export.session(shipped / "model.int8.onnx"), x) > 1e-3
+
+
+def _rows(n: int = 512, seed: int = 5) -> np.ndarray:
+    x = np.random.default_rng(seed).lognormal(3, 3, size=(n, N)).astype(np.float32)
+    x[0], x[1, ::4] = 0.0, np.nan
+    return x
+
+
+def _without_score_graph(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    man = json.loads((dst / "manifest.json").read_text())
+    del man["score_model_file"], man["score_model_sha256"]
+    (dst / "manifest.json").write_text(json.dumps(man, indent=2))
+    (dst / "model.score.onnx").unlink()
+    return dst
+
+
+def test_shipped_score_graph_equals_full_graph(shipped: Path, tmp_path: Path) -> None:
+    full = export.run_onnx(export.session(shipped / "model.onnx"), _rows())
+    score = export.run_onnx(export.session(shipped / "model.score.onnx"), _rows())
+    assert len(score) == 1 and float(np.abs(score[0] - full[0]).max()) <= export.SCORE_TOL
+    # derived again from model.onnx alone: the same bytes, model.onnx and the rest untouched
+    d = _without_score_graph(shipped, tmp_path / "m")
+    before = json.loads((d / "manifest.json").read_text())
+    onnx_bytes = (d / "model.onnx").read_bytes()
+    res = export.write_score_graph(d)
+    assert res["probabilities_max_abs_diff"] <= export.SCORE_TOL
+    assert res["batch_dependence"] <= run_mod.BATCH_TOLERANCE
+    assert (d / "model.score.onnx").read_bytes() == (shipped / "model.score.onnx").read_bytes()
+    assert (d / "model.onnx").read_bytes() == onnx_bytes
+    after = json.loads((d / "manifest.json").read_text())
+    assert list(after)[list(after).index("model_sha256") + 1] == "score_model_file"
+    assert {k: v for k, v in after.items() if not k.startswith("score_")} == before
+    assert (
+        after["score_model_sha256"]
+        == json.loads((shipped / "manifest.json").read_text())["score_model_sha256"]
+    )
+
+
+def test_score_graph_model_scores_like_the_full_graph(shipped: Path, tmp_path: Path) -> None:
+    plain = load_model(_without_score_graph(shipped, tmp_path / "plain"), providers="cpu")
+    model = load_model(shipped, providers="cpu")
+    assert model.has_score_graph and not plain.has_score_graph
+    x = _rows(256)
+    s, ref = model.score(x), plain.score(x)
+    assert s.attributions is None and ref.attributions is not None
+    assert float(np.abs(s.probs - ref.probs).max()) <= export.SCORE_TOL
+    np.testing.assert_array_equal(s.label_idx, ref.label_idx)
+    att = model.explain(x[:17])
+    assert att is not None
+    np.testing.assert_array_equal(att, ref.attributions[:17])
+
+
+@pytest.mark.parametrize("act", ["relu", "silu"])
+def test_derived_score_graph_of_a_fresh_export(tmp_path: Path, act: str) -> None:
+    m, x = _model("batch", act)
+    proto = export.to_onnx(m, benign=0, z_ref=np.zeros(N, np.float32), opset=17, attributions=True)
+    full = tmp_path / "model.onnx"
+    export.save(proto, full)
+    res = export.derive_score_graph(full, tmp_path / "model.score.onnx", x)
+    assert res["probabilities_max_abs_diff"] <= export.SCORE_TOL
+    pruned = export.session(tmp_path / "model.score.onnx")
+    assert [o.name for o in pruned.get_outputs()] == ["probabilities"]
+    assert [i.name for i in pruned.get_inputs()] == ["features"]
+    assert pruned.get_inputs()[0].shape[0] == "batch"
+    with pytest.raises(ValueError, match="not in graph outputs"):
+        onnx_graph.prune(proto, ("logits",))
+
+
+def test_publish_derives_the_score_graph_when_the_run_has_none(
+    shipped: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    _without_score_graph(shipped, run / "model")
+    assert cli.main(["publish", str(run), str(tmp_path / "x")]) == 2  # no DONE marker
+    (run / "DONE").write_text("done\n")
+    dest = tmp_path / "models" / "m"
+    assert cli.main(["publish", str(run), str(dest)]) == 0
+    assert (dest / "model.score.onnx").read_bytes() == (shipped / "model.score.onnx").read_bytes()
+    assert load_model(dest, providers="cpu").has_score_graph
+    # a run that has one: copied as it is
+    run2 = tmp_path / "run2"
+    shutil.copytree(shipped, run2 / "model")
+    (run2 / "DONE").write_text("done\n")
+    assert cli.main(["publish", str(run2), str(tmp_path / "m2")]) == 0
+    assert (
+        load_manifest(tmp_path / "m2").score_model_sha256
+        == load_manifest(shipped).score_model_sha256
+    )
