@@ -20,7 +20,6 @@ from netwarden.demo_traffic import (
     START_TS,
     _dns_query,
     _eph,
-    _ssh_handshake,
     _ssh_session,
     _Tcp,
     _web_session,
@@ -31,6 +30,7 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Packet, Raw
 from scapy.utils import wrpcap
 
+from .synth_logins import PROTOS, brute_force, user_logins
 from .table import FlowTable
 
 log = logging.getLogger(__name__)
@@ -237,77 +237,14 @@ def dos_udp_flood(out: list[Packet], rng: random.Random, t: float) -> None:
         t += rng.expovariate(rng.choice([50.0, 500.0]))
 
 
-def brute_ssh(out: list[Packet], rng: random.Random, t: float) -> None:
-    """SSH password guessing: 1-6 guesses per connection, varied failure delays and tools."""
-    attacker, server = _ip(rng, "172.16."), _ip(rng, "192.168.")
-    for _ in range(rng.randint(5, 15)):
-        c = _Tcp(out, attacker, server, _eph(rng), rng.choice([22, 22, 2222]), rng)
-        rtt = rng.uniform(3e-4, 0.08)
-        u = c.handshake(t, rtt)
-        u = _ssh_handshake(
-            c,
-            u,
-            rtt,
-            rng,
-            rng.choice(
-                [b"SSH-2.0-libssh_0.9.6\r\n", b"SSH-2.0-paramiko_2.7\r\n", b"SSH-2.0-Go\r\n"]
-            ),
-        )
-        for _ in range(rng.randint(1, 6)):
-            u = c.send(u + rng.uniform(1e-3, 0.05), True, rng.randbytes(rng.choice([84, 100, 116])))
-            u = c.send(u + rng.uniform(0.5, 3.0), False, rng.randbytes(rng.choice([36, 52, 68])))
-        c.close(u + rng.uniform(1e-3, 0.1), rtt, client_first=rng.random() < 0.5)
-        t += rng.uniform(0.05, 3.0)
+def _login_kind(protos: tuple[str, ...], benign: bool) -> Gen:
+    """A generator of tool runs (or real users) against one of ``protos``."""
 
+    def gen(out: list[Packet], rng: random.Random, t: float) -> None:
+        proto = PROTOS[rng.choice(protos)]
+        (user_logins if benign else brute_force)(out, rng, t, proto)
 
-def brute_ftp(out: list[Packet], rng: random.Random, t: float) -> None:
-    """FTP login guessing: USER/PASS pairs answered 530 after a delay, 1-5 per connection."""
-    attacker, server = _ip(rng, "172.16."), _ip(rng, "192.168.")
-    banner = rng.choice(
-        [
-            b"220 (vsFTPd 3.0.3)\r\n",
-            b"220 ProFTPD Server ready.\r\n",
-            b"220-FileZilla Server 0.9.60 beta\r\n220 welcome\r\n",
-        ]
-    )
-    for _ in range(rng.randint(5, 20)):
-        c = _Tcp(out, attacker, server, _eph(rng), 21, rng)
-        rtt = rng.uniform(3e-4, 0.08)
-        u = c.handshake(t, rtt)
-        u = c.send(u + rtt / 2, False, banner)
-        for _ in range(rng.randint(1, 5)):
-            user = rng.choice([b"admin", b"root", b"ftp", b"test", b"user1"])
-            u = c.send(u + rng.uniform(1e-3, 0.05), True, b"USER " + user + b"\r\n")
-            u = c.send(u + rtt / 2, False, b"331 Please specify the password.\r\n")
-            u = c.send(
-                u + rng.uniform(1e-3, 0.05),
-                True,
-                b"PASS " + rng.randbytes(rng.randint(4, 12)).hex().encode() + b"\r\n",
-            )
-            u = c.send(u + rng.uniform(0.3, 3.0), False, b"530 Login incorrect.\r\n")
-        if rng.random() < 0.5:
-            u = c.send(u + 1e-3, True, b"QUIT\r\n")
-            u = c.send(u + rtt / 2, False, b"221 Goodbye.\r\n")
-        c.close(u + rtt, rtt, client_first=rng.random() < 0.5)
-        t += rng.uniform(0.02, 2.0)
-
-
-def brute_http(out: list[Packet], rng: random.Random, t: float) -> None:
-    """HTTP login form guessing: POSTs answered with the login page again (keep-alive)."""
-    attacker, server = _ip(rng, "172.16."), _ip(rng, "192.168.")
-    page = rng.randint(400, 4000)
-    for _ in range(rng.randint(5, 15)):
-        c = _Tcp(out, attacker, server, _eph(rng), rng.choice([80, 8080]), rng)
-        rtt = rng.uniform(3e-4, 0.05)
-        u = c.handshake(t, rtt)
-        for _ in range(rng.randint(1, 8)):
-            body = b"username=admin&password=" + rng.randbytes(6).hex().encode()
-            req = b"POST /login.php HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
-            u = c.send(u + rng.uniform(1e-3, 0.3), True, req + body)
-            u = c.send(u + rtt / 2 + rng.uniform(1e-3, 0.02), False, rng.randbytes(page))
-            u = c.ack(u + rtt / 2, True)
-        c.close(u + rtt, rtt)
-        t += rng.uniform(0.05, 1.0)
+    return gen
 
 
 KINDS: dict[str, tuple[str, Gen]] = {
@@ -319,9 +256,15 @@ KINDS: dict[str, tuple[str, Gen]] = {
     "scan-version": ("PortScan", scan_version),
     "dos-syn": ("DoS", dos_syn_flood),
     "dos-udp": ("DoS", dos_udp_flood),
-    "brute-ssh": ("BruteForce", brute_ssh),
-    "brute-ftp": ("BruteForce", brute_ftp),
-    "brute-http": ("BruteForce", brute_http),
+    # password guessing (synth_logins): tools, pacing and server failure delays drawn per run
+    "brute-ssh": ("BruteForce", _login_kind(("ssh",), False)),
+    "brute-ftp": ("BruteForce", _login_kind(("ftp",), False)),
+    "brute-http": ("BruteForce", _login_kind(("http",), False)),
+    "brute-mail": ("BruteForce", _login_kind(("pop3", "imap"), False)),
+    "brute-telnet": ("BruteForce", _login_kind(("telnet",), False)),
+    "brute-smb": ("BruteForce", _login_kind(("smb",), False)),
+    # real users of the same services (sometimes one mistyped password first)
+    "benign-login": ("BENIGN", _login_kind(tuple(PROTOS), True)),
 }
 
 
