@@ -18,13 +18,20 @@ from dataclasses import dataclass
 
 from scapy.packet import Packet
 
-from .synth_tcp import Conn, close, conn, stack_pair
+from .synth_tcp import Conn, close, conn
 
 Step = Callable[[Conn, float, float], float]  # (connection, time, rtt) -> time
 
 
 def _rb(rng: random.Random, lo: int, hi: int) -> bytes:
     return rng.randbytes(rng.randint(lo, hi))
+
+
+def _word(rng: random.Random, lo: int, hi: int) -> bytes:
+    """A password from a word list: printable, ``lo`` to ``hi`` characters."""
+    return bytes(
+        rng.choice(b"abcdefghijklmnopqrstuvwxyz0123456789!") for _ in range(rng.randint(lo, hi))
+    )
 
 
 def _talk(c: Conn, t: float, rtt: float, ask: bytes, answer: bytes, *, wait: float = 0.0) -> float:
@@ -55,6 +62,9 @@ def _ftp_open(c: Conn, t: float, rtt: float) -> float:
             b"220 ProFTPD Server (Debian) ready.\r\n",
             b"220-FileZilla Server 0.9.60 beta\r\n220 welcome\r\n",
             b"220 Microsoft FTP Service\r\n",
+            b"220 ProFTPD 1.3.0a Server (ProFTPD Default Installation) [192.168.1.1]\r\n",
+            b"220---------- Welcome to Pure-FTPd [privsep] [TLS] ----------\r\n220 You will "
+            b"be disconnected after 15 minutes of inactivity.\r\n",
             b"220 ready\r\n",
         ]
     )
@@ -63,9 +73,9 @@ def _ftp_open(c: Conn, t: float, rtt: float) -> float:
 
 def _ftp_try(c: Conn, t: float, rtt: float, wait: float, ok: bool) -> float:
     rng = c.rng
-    user = rng.choice([b"admin", b"root", b"ftp", b"test", b"anonymous", b"user1", b"alice"])
+    user = rng.choice([b"admin", b"root", b"ftp", b"anonymous", _word(rng, 1, 8)])
     t = _talk(c, t, rtt, b"USER " + user + b"\r\n", b"331 Please specify the password.\r\n")
-    pw = b"PASS " + rng.randbytes(rng.randint(2, 8)).hex().encode() + b"\r\n"
+    pw = b"PASS " + _word(rng, 1, 14) + b"\r\n"
     ans = b"230 Login successful.\r\n" if ok else b"530 Login incorrect.\r\n"
     return _talk(c, t + rng.uniform(1e-4, 2e-3), rtt, pw, ans, wait=0.0 if ok else wait)
 
@@ -174,7 +184,7 @@ def _telnet_try(c: Conn, t: float, rtt: float, wait: float, ok: bool) -> float:
         c,
         t + rng.uniform(1e-3, 0.05),
         rtt,
-        _rb(rng, 4, 12) + b"\r\n",
+        _word(rng, 3, 12) + b"\r\n",
         ans,
         wait=0.0 if ok else wait,
     )
@@ -192,7 +202,7 @@ def _pop_try(c: Conn, t: float, rtt: float, wait: float, ok: bool) -> float:
         c,
         t + c.rng.uniform(1e-4, 3e-3),
         rtt,
-        b"PASS " + _rb(c.rng, 4, 10) + b"\r\n",
+        b"PASS " + _word(c.rng, 3, 12) + b"\r\n",
         ans,
         wait=0.0 if ok else wait,
     )
@@ -221,7 +231,7 @@ def _imap_open(c: Conn, t: float, rtt: float) -> float:
 
 
 def _imap_try(c: Conn, t: float, rtt: float, wait: float, ok: bool) -> float:
-    ask = b"a2 LOGIN " + c.rng.choice([b"admin", b"bob"]) + b" " + _rb(c.rng, 4, 10) + b"\r\n"
+    ask = b"a2 LOGIN " + c.rng.choice([b"admin", b"bob"]) + b" " + _word(c.rng, 3, 12) + b"\r\n"
     ans = (
         _rb(c.rng, 180, 300) + b" a2 OK Logged in\r\n"
         if ok
@@ -352,14 +362,14 @@ def brute_force(out: list[Packet], rng: random.Random, t: float, proto: Proto) -
         f"172.16.{rng.randint(0, 255)}.{rng.randint(1, 254)}",
         f"192.168.1.{rng.randint(1, 254)}",
     )
-    stacks, port = stack_pair(rng), rng.choice(proto.ports)
+    port = rng.choice(proto.ports)
     fail_wait = rng.choice(
         [0.0, rng.uniform(0.2, 1.0), rng.uniform(1.0, 3.2), rng.uniform(1.5, 2.5)]
     )
     rtt = rng.uniform(2e-4, 0.08)
     tasks = rng.choice([1, 1, 2, 4])  # parallel connections start side by side
     for _ in range(rng.randint(4, 25)):
-        c = conn(out, rng, attacker, server, port, stacks=stacks)
+        c = conn(out, rng, attacker, server, port)  # stacks per connection: more variety
         u = proto.opening(c, c.handshake(t + rng.uniform(0, 0.05) * (tasks - 1), rtt), rtt)
         for _ in range(rng.randint(*tool.per_conn)):
             u = proto.attempt(
@@ -391,12 +401,11 @@ def _hangup(c: Conn, t: float, rtt: float, proto: Proto, how: str) -> None:
 def user_logins(out: list[Packet], rng: random.Random, t: float, proto: Proto) -> None:
     """Real users: 2-8 sessions, each a successful login (after one typo in one of four),
     then work, then a normal close."""
-    stacks = stack_pair(rng)
     server = f"192.168.1.{rng.randint(1, 254)}"
     for _ in range(rng.randint(2, 8)):
         client = f"192.168.1.{rng.randint(1, 254)}"
         rtt = rng.uniform(2e-4, 0.05)
-        c = conn(out, rng, client, server, rng.choice(proto.ports), stacks=stacks)
+        c = conn(out, rng, client, server, rng.choice(proto.ports))
         u = proto.opening(c, c.handshake(t, rtt), rtt)
         if rng.random() < 0.25:
             u = proto.attempt(c, u + rng.uniform(1, 8), rtt, rng.uniform(0.5, 3), False)

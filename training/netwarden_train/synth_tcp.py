@@ -21,7 +21,7 @@ from scapy.packet import Packet
 
 _TS = ("Timestamp", (0, 0))
 # SYN option lists as the stacks send them (MSS, SACK, timestamps, window scale)
-_SYN_OPTS: dict[str, list[Any]] = {
+SYN_OPTS: dict[str, list[Any]] = {
     "linux": [("MSS", 1460), ("SAckOK", b""), _TS, ("NOP", None), ("WScale", 7)],
     "macos": [
         ("MSS", 1460),
@@ -122,8 +122,8 @@ class Conn(_Tcp):  # type: ignore[misc]  # demo_traffic is not typed for mypy he
 
     def handshake(self, t: float, rtt: float) -> float:
         c, s = self.cstack, self.sstack
-        self._pkt(t, True, "S", window=c.syn_win, options=_SYN_OPTS[c.os])
-        sopts = [o for o in _SYN_OPTS[s.os] if o[0] != "Timestamp" or self._ts()]
+        self._pkt(t, True, "S", window=c.syn_win, options=SYN_OPTS[c.os])
+        sopts = [o for o in SYN_OPTS[s.os] if o[0] != "Timestamp" or self._ts()]
         self._pkt(t + rtt / 2, False, "SA", window=s.syn_win, options=sopts)
         self._pkt(t + rtt, True, "A")
         return t + rtt
@@ -136,10 +136,10 @@ class Conn(_Tcp):  # type: ignore[misc]  # demo_traffic is not typed for mypy he
         for i in range(0, len(data), mss):
             last = i + mss >= len(data)
             self._pkt(end, from_client, "PA" if last else "A", data[i : i + mss])
-            end += self.rng.uniform(20e-6, 120e-6)
+            end += self.rng.uniform(2e-6, 120e-6)
         peer = self.sstack if from_client else self.cstack
         if data and self.rng.random() < peer.ack_p:
-            lag = max(self.rng.uniform(5e-5, 4e-4), peer.ack_delay_s * self.rng.uniform(0.5, 1))
+            lag = max(self.rng.uniform(5e-6, 4e-4), peer.ack_delay_s * self.rng.uniform(0.5, 1))
             self._pkt(end + lag, not from_client, "A")
             self._drift(not from_client)
         return end

@@ -31,6 +31,7 @@ from scapy.packet import Packet, Raw
 from scapy.utils import wrpcap
 
 from .synth_logins import PROTOS, brute_force, user_logins
+from .synth_tcp import SYN_OPTS, client_stack, conn, stack_pair
 from .table import FlowTable
 
 log = logging.getLogger(__name__)
@@ -140,15 +141,17 @@ def scan_tcp(out: list[Packet], rng: random.Random, t: float) -> None:
     win = rng.choice([1024, 2048, 3072, 4096])
     sport = _eph(rng)
     open_ports = set(rng.sample([21, 22, 25, 80, 443, 3306, 8080], rng.randint(0, 3)))
+    stack = client_stack(rng)  # a connect scan's SYNs are the scanner OS's own
+    base_rtt = rng.choice([rng.uniform(1e-4, 0.02), rng.uniform(0.02, 0.35)])  # LAN or WAN
     ports = (
         [rng.choice([22, 80, 443, 445, 3389])] * n if horizontal else rng.sample(range(1, 65535), n)
     )
     for port in ports:
         dst = _ip(rng, "192.168.") if horizontal else target
         c = _Tcp(out, scanner, dst, _eph(rng) if connect else sport, port, rng)
-        rtt = rng.uniform(1e-4, 0.02)
+        rtt = base_rtt * rng.uniform(0.7, 1.3)
         if connect:
-            c._pkt(t, True, "S", window=rng.choice([29200, 64240]), options=None)
+            c._pkt(t, True, "S", window=stack.syn_win, options=SYN_OPTS[stack.os])
         else:
             c._pkt(t, True, "S", window=win, options=[("MSS", 1460)])
         if port in open_ports or (horizontal and rng.random() < 0.3):
@@ -166,12 +169,14 @@ def scan_tcp(out: list[Packet], rng: random.Random, t: float) -> None:
 def scan_version(out: list[Packet], rng: random.Random, t: float) -> None:
     """nmap -sV style: connect to open ports, wait for a banner or send a probe, reset."""
     scanner, target = _ip(rng, "172.16."), _ip(rng, "192.168.")
+    stacks = stack_pair(rng)
+    base_rtt = rng.choice([rng.uniform(1e-4, 0.01), rng.uniform(0.01, 0.3)])
     for port in rng.sample(
         [21, 22, 25, 53, 80, 110, 143, 443, 3306, 5432, 8080, 8443], rng.randint(4, 10)
     ):
         for _ in range(rng.randint(1, 3)):
-            c = _Tcp(out, scanner, target, _eph(rng), port, rng)
-            rtt = rng.uniform(1e-4, 0.01)
+            c = conn(out, rng, scanner, target, port, stacks=stacks)
+            rtt = base_rtt * rng.uniform(0.7, 1.3)
             u = c.handshake(t, rtt)
             if rng.random() < 0.5:
                 u = c.send(u + rtt / 2, False, rng.randbytes(rng.randint(20, 120)))
@@ -241,8 +246,9 @@ def _login_kind(protos: tuple[str, ...], benign: bool) -> Gen:
     """A generator of tool runs (or real users) against one of ``protos``."""
 
     def gen(out: list[Packet], rng: random.Random, t: float) -> None:
-        proto = PROTOS[rng.choice(protos)]
-        (user_logins if benign else brute_force)(out, rng, t, proto)
+        for _ in range(2):  # two runs (tools, servers, stacks) per scenario: more variety
+            proto = PROTOS[rng.choice(protos)]
+            (user_logins if benign else brute_force)(out, rng, t + rng.uniform(0, 3600), proto)
 
     return gen
 
