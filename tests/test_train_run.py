@@ -75,10 +75,11 @@ def test_attribution_names_the_decisive_feature(tiny_run: Path) -> None:
     i = CIC_SCHEMA.index("SYN Flag Count")
     probe = benign.copy()
     probe[:, i] = 1500.0
-    s = model.score(probe)
-    assert s.attributions is not None
+    s = model.score(probe)  # the score-only graph: no attributions
+    att = model.explain(probe)  # the full graph, as the alert path calls it
+    assert att is not None
     assert (s.attack_score > model.threshold).mean() > 0.9
-    top = np.argmax(s.attributions, axis=1)
+    top = np.argmax(att, axis=1)
     assert (top == i).mean() > 0.9
 
 

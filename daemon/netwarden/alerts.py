@@ -2,6 +2,8 @@
 
 A flow alerts when ``1 - P(benign) >= threshold`` and neither endpoint is in an allowlisted
 CIDR (allowlisted would-be alerts are counted in ``alerts_suppressed{reason="allowlist"}``).
+With a :class:`~netwarden.alerts_gate.GateConfig` the alerting flows then pass the alert gate
+(corroboration of lone flows, aggregation of floods: :mod:`netwarden.alerts_gate`).
 Thresholding and the allowlist are vectorised over the batch; Python dicts are built only for
 the rows that become documents.  The document format is described in docs/alerts.md.
 """
@@ -9,7 +11,8 @@ the rows that become documents.  The document format is described in docs/alerts
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -17,7 +20,9 @@ import numpy.typing as npt
 
 from .alerts_batch import BatchAlerts
 from .alerts_ecs import as_flow_log, flow_fields
+from .alerts_gate import AlertGate, Decision, GateConfig, Gated, take_scores
 from .alerts_reasons import Explainer, message
+from .alerts_summary import summary_doc
 from .features.cic_schema import CIC_SCHEMA
 from .features.schema import FeatureSchema
 from .flows.params import EndedFlows
@@ -35,6 +40,20 @@ _MAPPED_NET = ipaddress.IPv6Network("::ffff:0:0/96")
 _S32, _MAPPED_TOP = np.uint64(32), IPV4_MAPPED_PREFIX >> np.uint64(32)
 
 Cidr = tuple[np.uint64, np.uint64, np.uint64, np.uint64, bool]
+Explain = Callable[[npt.NDArray[np.float32]], "npt.NDArray[np.float32] | None"]
+
+
+@dataclass
+class Decided:
+    """What the policy made of scored flows: documents, and per decided row whether it
+    alerted (alone or in a summary).  ``flows``/``scores`` are the decided rows: the batch
+    (minus nothing) plus held lone flows decided now; rows still held are in neither list."""
+
+    alerts: list[dict[str, Any]]
+    flow_log: list[dict[str, Any]]
+    flows: EndedFlows
+    scores: Scores
+    alerted: npt.NDArray[np.bool_]
 
 
 def parse_cidr(cidr: str) -> Cidr:
@@ -72,6 +91,7 @@ class AlertPolicy:
         schema: the running feature schema (feature names and units for reasons).
         metrics: counts alerts by label and suppressed alerts by reason.
         top_k: reasons per alert.
+        gate: corroboration and aggregation rules (None: every alerting flow alerts alone).
     """
 
     def __init__(
@@ -85,6 +105,7 @@ class AlertPolicy:
         schema: FeatureSchema = CIC_SCHEMA,
         metrics: Metrics | None = None,
         top_k: int = 3,
+        gate: GateConfig | None = None,
     ) -> None:
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], got {threshold}")
@@ -97,6 +118,7 @@ class AlertPolicy:
         self.top_k = top_k
         self._metrics = metrics
         self._allow = [parse_cidr(c) for c in allowlist_cidrs]
+        self.gate = AlertGate(gate) if gate is not None else None
         self._explainer = Explainer.build(manifest, schema)
         self._model = {"name": manifest.name, "version": manifest.version}
         self._batch = BatchAlerts(
@@ -123,15 +145,68 @@ class AlertPolicy:
     def documents(
         self, flows: EndedFlows, scores: Scores
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """Alert documents and flow-log documents (empty unless ``emit_flows``).
+        """Alert documents and flow-log documents (empty unless ``emit_flows``): the lists of
+        :meth:`decide`."""
+        out = self.decide(flows, scores)
+        return out.alerts, out.flow_log
+
+    def decide(self, flows: EndedFlows, scores: Scores, explain: Explain | None = None) -> Decided:
+        """Threshold, allowlist and gate a scored batch; build the documents.
 
         The alerts are :class:`~netwarden.sinks.jsonl.EncodedDoc` dicts that carry their JSON
-        line, built for the whole batch at once (:mod:`netwarden.alerts_batch`).
+        line, built for the whole batch at once (:mod:`netwarden.alerts_batch`).  ``explain``
+        gives the attributions of the rows that alert when ``scores`` has none (a model with
+        a score-only graph computes them only for those).
         """
-        over, allow, idx = self._select(flows, scores)
-        alerts: list[dict[str, Any]] = list(self._batch.documents(flows, scores, idx))
-        self._count(scores.attack_idx[idx], int(allow.sum()))
-        return alerts, self._flow_log(flows, scores, idx, alerts, over, allow)
+        _, allow, idx = self._select(flows, scores)
+        if self._metrics is not None and allow.any():
+            self._metrics.alerts_suppressed.labels(reason="allowlist").inc(int(allow.sum()))
+        if self.gate is None:
+            decision = np.zeros(len(flows), np.uint8)
+            decision[idx] = Decision.EMIT
+            return self._render(Gated(flows, scores, decision, {}, []), explain)
+        alerting = np.zeros(len(flows), bool)
+        alerting[idx] = True
+        return self._render(self.gate.admit(flows, scores, alerting), explain)
+
+    def tick(self, now_ns: int) -> Decided | None:
+        """Time passed without flows (live): held flows time out, aggregate windows close."""
+        g = self.gate.tick(now_ns) if self.gate is not None else None
+        return self._render(g, None) if g is not None else None
+
+    def flush(self) -> Decided | None:
+        """End of input or a model swap: decide every held flow, emit every open summary."""
+        g = self.gate.flush() if self.gate is not None else None
+        return self._render(g, None) if g is not None else None
+
+    def min_pending_seq(self, part: int) -> int | None:
+        """Lowest first frame sequence of partition ``part`` among flows the gate still
+        holds (held, or in an open aggregate): the Kafka commit must not pass it."""
+        return self.gate.min_pending_seq(part) if self.gate is not None else None
+
+    def _render(self, g: Gated, explain: Explain | None) -> Decided:
+        emit = np.flatnonzero(g.decision == Decision.EMIT)
+        alerts = self._alert_docs(g.flows, g.scores, emit, explain)
+        by_row = dict(zip(emit.tolist(), alerts, strict=True))
+        if self.gate is not None:
+            cfg = self.gate.cfg
+            alerts += [summary_doc(a, classes=self.manifest.classes, threshold=self.threshold,
+                                   model=self._model, window_s=cfg.window_s,
+                                   after=cfg.aggregate_after) for a in g.summaries]
+        self._count(g, emit)
+        flow_log = self._flow_log(g, by_row) if self.emit_flows else []
+        alerted = (g.decision == Decision.EMIT) | (g.decision == Decision.AGGREGATED)
+        return Decided(alerts, flow_log, g.flows, g.scores, alerted)
+
+    def _alert_docs(self, flows: EndedFlows, scores: Scores, emit: npt.NDArray[np.intp],
+                    explain: Explain | None) -> list[dict[str, Any]]:
+        if emit.size == 0:
+            return []
+        if scores.attributions is not None or explain is None:
+            return list(self._batch.documents(flows, scores, emit))
+        sub = EndedFlows(flows.meta[emit], flows.features[emit])
+        sub_scores = replace(take_scores(scores, emit), attributions=explain(sub.features))
+        return list(self._batch.documents(sub, sub_scores, np.arange(emit.size)))
 
     def documents_per_row(self, flows: EndedFlows, scores: Scores) -> list[dict[str, Any]]:
         """The alert documents built row by row from plain dicts: the straightforward
@@ -156,21 +231,13 @@ class AlertPolicy:
         allow = self.allowlisted(flows.meta) & over if self._allow else np.zeros_like(over)
         return over, allow, np.flatnonzero(over & ~allow)
 
-    def _flow_log(
-        self,
-        flows: EndedFlows,
-        scores: Scores,
-        idx: npt.NDArray[np.intp],
-        alerts: list[dict[str, Any]],
-        over: npt.NDArray[np.bool_],
-        allow: npt.NDArray[np.bool_],
-    ) -> list[dict[str, Any]]:
-        if not self.emit_flows:
-            return []
-        by_row = dict(zip(idx.tolist(), alerts, strict=True))
+    def _flow_log(self, g: Gated, by_row: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+        over = g.scores.attack_score >= self.threshold
         return [
-            self._flow_doc(row, scores, i, by_row.get(i), bool(over[i]), bool(allow[i]))
-            for i, row in enumerate(flows.meta.tolist())
+            self._flow_doc(row, g.scores, i, by_row.get(i), bool(over[i]), int(g.decision[i]),
+                           g.agg_ids.get(i))
+            for i, row in enumerate(g.flows.meta.tolist())
+            if g.decision[i] != Decision.HELD
         ]
 
     def _label(self, scores: Scores, i: int, over: bool) -> str:
@@ -210,24 +277,38 @@ class AlertPolicy:
         i: int,
         alert_doc: dict[str, Any] | None,
         over: bool,
-        suppressed: bool,
+        decision: int,
+        agg_id: str | None,
     ) -> dict[str, Any]:
         if alert_doc is not None:  # same fields as the alert, reasons included
             doc = as_flow_log(alert_doc)
             doc["netwarden"]["alert"] = True
             return doc
         doc = flow_fields(row, kind="event", dataset="netwarden.flow", seed=self.seed)
-        doc["netwarden"].update(self._scoring(scores, i, self._label(scores, i, over)), alert=False)
-        if suppressed:
+        alerted = decision == Decision.AGGREGATED
+        doc["netwarden"].update(self._scoring(scores, i, self._label(scores, i, over)),
+                                alert=alerted)
+        if agg_id is not None:
+            doc["netwarden"]["aggregate_id"] = agg_id
+        elif decision == Decision.UNCORROBORATED:
+            doc["netwarden"]["suppressed"] = "uncorroborated"
+        elif over:
             doc["netwarden"]["suppressed"] = "allowlist"
         return doc
 
-    def _count(self, label_idx: npt.NDArray[np.intp], suppressed: int) -> None:
-        if self._metrics is None:
+    def _count(self, g: Gated, emit: npt.NDArray[np.intp]) -> None:
+        m = self._metrics
+        if m is None:
             return
-        counts = np.bincount(label_idx, minlength=len(self.manifest.classes)).tolist()
-        for label, n in zip(self.manifest.classes, counts, strict=True):
+        labels = g.scores.attack_idx[emit].tolist() + [a.label_idx for a in g.summaries]
+        counts = np.bincount(np.asarray(labels, np.intp), minlength=len(self.manifest.classes))
+        for label, n in zip(self.manifest.classes, counts.tolist(), strict=True):
             if n:
-                self._metrics.alerts.labels(label=label).inc(n)
-        if suppressed:
-            self._metrics.alerts_suppressed.labels(reason="allowlist").inc(suppressed)
+                m.alerts.labels(label=label).inc(n)
+        for reason, d in (("aggregated", Decision.AGGREGATED),
+                          ("uncorroborated", Decision.UNCORROBORATED)):
+            n = int(np.count_nonzero(g.decision == d))
+            if n:
+                m.alerts_suppressed.labels(reason=reason).inc(n)
+        if self.gate is not None:
+            m.alerts_held.set(self.gate.held)

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from .alerts import Decided
 from .app_pace import Pacer, frame_seq_marks
 from .app_stages import Clock, Hooks, Stages
 from .app_summary import Summary, alert_label, flow_label_index
@@ -150,6 +151,8 @@ class Pipeline:
             return
         self._finished = True
         self._ended(self._guard("flows", self.s.table.flush, EndReason.END_OF_INPUT))
+        self._release(self.s.batcher.drain())
+        self._emit(self._guard("alerts", self.s.policy.flush))
         self._commit()
         self.m.active_flows.set(self.s.table.active)
 
@@ -169,6 +172,9 @@ class Pipeline:
             if self.s.source.live:  # a quiet link: idle flows expire on the wall clock
                 now_ns = int(self.clock.wall() * 1e9)
                 self._ended(self._guard("flows", self.s.table.expire, now_ns))
+                self._release(self.s.batcher.poll())
+                self._emit(self._guard("alerts", self.s.policy.tick, now_ns))
+                return
             self._release(self.s.batcher.poll())
             return
         chunks = self._pacer.chunks(batch) if self._pacer is not None else iter((batch,))
@@ -221,32 +227,45 @@ class Pipeline:
         scores = self._guard("scoring", self.s.model.score, flows.features)
         if scores is _FAILED:
             return
-        docs = self._guard("alerts", self.s.policy.documents, flows, scores)
-        if docs is _FAILED:
+        explain = getattr(self.s.model, "explain", None)
+        out = self._guard("alerts", self.s.policy.decide, flows, scores, explain)
+        if out is _FAILED:
             return
-        alerts, flow_log = docs
-        self._write(self.s.sinks, alerts)
-        if flow_log:
-            self._write(self.s.flow_sinks, flow_log)
-        self._count_labels(flows, scores, alerts)
+        self._count_flow_labels(scores)
+        self._emit(out)
         for hook in self.hooks.on_scored:
-            self._guard("hook", hook, flows, scores, alerts)
+            self._guard("hook", hook, flows, scores, out.alerts)
 
-    def _count_labels(self, flows: EndedFlows, scores: Any, alerts: list[Document]) -> None:
+    def _emit(self, out: Decided | None) -> None:
+        """Write what the policy decided and count it (alerted flows, alert documents)."""
+        if out is None or out is _FAILED:
+            return
+        self._write(self.s.sinks, out.alerts)
+        if out.flow_log:
+            self._write(self.s.flow_sinks, out.flow_log)
+        classes = self.s.model.manifest.classes
+        alerted = np.bincount(out.scores.attack_idx[out.alerted], minlength=len(classes))
+        for i, count in enumerate(alerted.tolist()):
+            if count:
+                self.summary.flows_alerted_by_label[classes[i]] += count
+        for doc in out.alerts:  # the policy counts alerts{label} in the metrics itself
+            self.summary.alerts_by_label[alert_label(doc)] += 1
+        for hook in self.hooks.on_decided:
+            self._guard("hook", hook, out)
+
+    def _count_flow_labels(self, scores: Any) -> None:
         manifest = self.s.model.manifest
         idx = flow_label_index(manifest.benign_index, scores, self.threshold)
         for i, count in enumerate(np.bincount(idx, minlength=len(manifest.classes)).tolist()):
             if count:
                 self.summary.flows_by_label[manifest.classes[i]] += count
-        for doc in alerts:  # the policy counts alerts{label} in the metrics itself
-            self.summary.alerts_by_label[alert_label(doc)] += 1
 
     @property
     def threshold(self) -> float:
         """The alert threshold in force (the policy's)."""
         return float(self.s.policy.threshold)
 
-    def _write(self, sinks: Sequence[Sink], docs: list[Document]) -> None:
+    def _write(self, sinks: Sequence[Sink], docs: Sequence[Document]) -> None:
         if not docs:
             return
         for sink in sinks:
@@ -287,12 +306,20 @@ class Pipeline:
         """
         own = getattr(self.s.source, "low_watermarks", None)
         if own is not None:
-            return dict(own(self.s.table.min_open_seq))
+            return dict(own(self._min_open_seq))
         marks: dict[int, int] = {}
         for part, nxt in self._next_seq.items():
-            low = self.s.table.min_open_seq(part)
+            low = self._min_open_seq(part)
             marks[part] = nxt if low is None or low < 0 else min(nxt, int(low))
         return marks
+
+    def _min_open_seq(self, part: int) -> int | None:
+        """The lowest frame sequence of ``part`` still needed: by an open flow, or by a flow
+        the alert gate holds (a lone flow awaiting corroboration, an open aggregate)."""
+        lows = [int(v) for v in (self.s.table.min_open_seq(part),
+                                 self.s.policy.min_pending_seq(part))
+                if v is not None and v >= 0]
+        return min(lows) if lows else None
 
     def revoke_partitions(self, parts: Sequence[int]) -> None:
         """A Kafka rebalance took ``parts`` away: end their flows, score, flush, commit."""
@@ -335,6 +362,7 @@ class Pipeline:
             self.m.reloads.labels(result="error").inc()
             return False
         self._release(self.s.batcher.drain())  # flows queued so far: scored by the old model
+        self._emit(self._guard("alerts", self.s.policy.flush))  # the old policy's gate state
         if model.manifest.flow != self.s.model.manifest.flow:
             log.warning("the new model was trained with other flow parameters (%s); the "
                         "running flow table keeps its parameters until restart",

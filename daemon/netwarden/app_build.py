@@ -77,7 +77,8 @@ def load_scoring(cfg: Config, metrics: Metrics) -> tuple[Model, AlertPolicy]:
     policy = AlertPolicy(model.manifest, threshold=threshold,
                          allowlist_cidrs=list(cfg.alerts.allowlist),
                          emit_flows=bool(cfg.alerts.flow_log),
-                         community_id_seed=cfg.alerts.community_id_seed, metrics=metrics)
+                         community_id_seed=cfg.alerts.community_id_seed, metrics=metrics,
+                         gate=cfg.alerts.gate())
     return model, policy
 
 

@@ -104,6 +104,9 @@ def format_summary(s: Summary) -> str:
     if s.alerts_by_label:
         lines.append("alerts by label: " + ", ".join(
             f"{k} {v}" for k, v in s.alerts_by_label.most_common()))
+    if s.flows_alerted_by_label:
+        lines.append("flows alerted (alone or in a summary) by label: " + ", ".join(
+            f"{k} {v}" for k, v in s.flows_alerted_by_label.most_common()))
     if s.skipped:
         lines.append("frames skipped: " + ", ".join(
             f"{k} {v}" for k, v in s.skipped.most_common()))

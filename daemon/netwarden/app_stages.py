@@ -42,6 +42,8 @@ class Hooks:
     on_tick: list[Callable[[float], None]] = field(default_factory=list)  # wall time, per loop
     on_scored: list[Callable[[EndedFlows, Any, list[Document]], None]] = field(
         default_factory=list)
+    # what the alert policy decided (netwarden.alerts.Decided): alerted flows, documents
+    on_decided: list[Callable[[Any], None]] = field(default_factory=list)
     on_commit: list[Callable[[dict[int, int]], None]] = field(default_factory=list)
     on_reload: list[Callable[[Any], None]] = field(default_factory=list)  # the new model
     # Service state (sd_notify): a reload began / ended (True: swapped, False: kept the old

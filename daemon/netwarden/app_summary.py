@@ -22,7 +22,8 @@ class Summary:
     flows: int = 0
     flows_by_reason: Counter[str] = field(default_factory=Counter)
     flows_by_label: Counter[str] = field(default_factory=Counter)
-    alerts_by_label: Counter[str] = field(default_factory=Counter)
+    alerts_by_label: Counter[str] = field(default_factory=Counter)  # alert documents
+    flows_alerted_by_label: Counter[str] = field(default_factory=Counter)  # alone or summarised
     skipped: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
     elapsed_s: float = 0.0
@@ -32,12 +33,19 @@ class Summary:
     def alerts(self) -> int:
         return sum(self.alerts_by_label.values())
 
+    @property
+    def flows_alerted(self) -> int:
+        return sum(self.flows_alerted_by_label.values())
+
     def to_dict(self) -> dict[str, Any]:
         rate = self.packets / self.elapsed_s if self.elapsed_s > 0 else 0.0
         return {"packets": self.packets, "bytes": self.bytes, "flows": self.flows,
                 "alerts": self.alerts, "flows_by_reason": dict(self.flows_by_reason),
                 "flows_by_label": dict(self.flows_by_label),
-                "alerts_by_label": dict(self.alerts_by_label), "skipped": dict(self.skipped),
+                "alerts_by_label": dict(self.alerts_by_label),
+                "flows_alerted": self.flows_alerted,
+                "flows_alerted_by_label": dict(self.flows_alerted_by_label),
+                "skipped": dict(self.skipped),
                 "errors": dict(self.errors), "elapsed_s": round(self.elapsed_s, 3),
                 "packets_per_s": round(rate, 1), "files": dict(self.files)}
 

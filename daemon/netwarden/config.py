@@ -16,7 +16,7 @@ import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config_urls import (
     ConfigError,
@@ -29,6 +29,9 @@ from .config_urls import (
 )
 from .flows.params import FlowParams
 from .logsetup import FORMATS, LEVELS
+
+if TYPE_CHECKING:
+    from .alerts_gate import GateConfig
 
 __all__ = [
     "AlertsConfig", "BatchingConfig", "Config", "ConfigError", "FlowsConfig", "LoggingConfig",
@@ -95,6 +98,22 @@ class AlertsConfig:
     flow_log: str = ""  # sink URL for one document per scored flow; "" = off
     allowlist: tuple[str, ...] = ()
     community_id_seed: int = 0
+    # the alert gate (netwarden.alerts_gate; 0 turns a rule off)
+    corroborate_max_packets: int = 1
+    corroborate_min_flows: int = 5
+    corroborate_min_flows_sensor: int = 20
+    aggregate_after: int = 100
+    window_s: float = 300.0
+
+    def gate(self) -> GateConfig | None:
+        """The alert gate's rules, None when both are off."""
+        from .alerts_gate import GateConfig  # numba and the model types: only when needed
+
+        if self.corroborate_max_packets == 0 and self.aggregate_after == 0:
+            return None
+        return GateConfig(self.corroborate_max_packets, self.corroborate_min_flows,
+                          self.corroborate_min_flows_sensor, self.aggregate_after,
+                          self.window_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +285,11 @@ _SECTIONS: dict[str, tuple[type, dict[str, _Key]]] = {
         "flow_log": _Key("str", check=_check_flow_log),
         "allowlist": _Key("list", each=_check_cidr),
         "community_id_seed": _Key("int", _between(0, 65535)),
+        "corroborate_max_packets": _Key("int", _between(0, 1_000_000)),
+        "corroborate_min_flows": _Key("int", _between(1, 1_000_000)),
+        "corroborate_min_flows_sensor": _Key("int", _between(0, 1_000_000_000)),
+        "aggregate_after": _Key("int", _between(0, 1_000_000_000)),
+        "window_s": _Key("number", _between(1, 86_400)),
     }),
     "metrics": (MetricsConfig, {
         "listen_address": _Key("str", _host),

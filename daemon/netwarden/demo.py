@@ -15,6 +15,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+from .alerts import Decided
 from .alerts_ecs import format_addr
 from .app import Hooks
 from .app_build import build_pipeline, resolve_model_dir
@@ -29,7 +30,8 @@ from .stages import Document
 
 
 class DemoReport:
-    """Collects alerts and per-family counts from the pipeline's ``on_scored`` hook."""
+    """Collects alerts and per-family counts from the pipeline's ``on_scored`` (flows, labels)
+    and ``on_decided`` (alerted flows, alone or in a summary) hooks."""
 
     def __init__(self, classes: tuple[str, ...], threshold: float, benign_index: int) -> None:
         self.alerts: list[Document] = []
@@ -41,7 +43,6 @@ class DemoReport:
         self._benign_index = benign_index
 
     def on_scored(self, flows: EndedFlows, scores: Any, alerts: list[Document]) -> None:
-        self.alerts.extend(alerts)
         m = flows.meta
         labels = flow_label_index(self._benign_index, scores, self._threshold).tolist()
         for hi, lo, label in zip(m["src_hi"].tolist(), m["src_lo"].tolist(), labels,
@@ -49,8 +50,12 @@ class DemoReport:
             fam = family_of(format_addr(hi, lo))
             self.family_flows[fam] += 1
             self.family_labels[fam][self._classes[label]] += 1
-        for doc in alerts:
-            self.family_alerts[family_of(str(doc.get("source", {}).get("ip", "")))] += 1
+
+    def on_decided(self, out: Decided) -> None:
+        self.alerts.extend(out.alerts)
+        m = out.flows.meta[out.alerted]
+        for hi, lo in zip(m["src_hi"].tolist(), m["src_lo"].tolist(), strict=True):
+            self.family_alerts[family_of(format_addr(hi, lo))] += 1
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -68,6 +73,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             manifest = pipe.s.model.manifest
             report = DemoReport(manifest.classes, pipe.threshold, manifest.benign_index)
             hooks.on_scored.append(report.on_scored)
+            hooks.on_decided.append(report.on_decided)
             summary = pipe.run()
     out = [f"netwarden demo: {n} packets of generated traffic (seed {args.seed}) scored by "
            f"model {manifest.name} {manifest.version} from {model_dir}"]
@@ -93,15 +99,16 @@ def _alert_lines(alerts: list[Document], limit: int) -> list[str]:
 
 
 def _label_table(s: Summary) -> list[str]:
-    lines = ["", f"{'label':<28}{'flows':>8}{'alerts':>8}"]
+    lines = ["", f"{'label':<28}{'flows':>8}{'alerted':>8}{'alerts':>8}"]
     for label in sorted(set(s.flows_by_label) | set(s.alerts_by_label)):
-        lines.append(f"{label:<28}{s.flows_by_label[label]:>8}{s.alerts_by_label[label]:>8}")
-    lines.append(f"{'total':<28}{s.flows:>8}{s.alerts:>8}")
+        lines.append(f"{label:<28}{s.flows_by_label[label]:>8}"
+                     f"{s.flows_alerted_by_label[label]:>8}{s.alerts_by_label[label]:>8}")
+    lines.append(f"{'total':<28}{s.flows:>8}{s.flows_alerted:>8}{s.alerts:>8}")
     return lines
 
 
 def _family_table(r: DemoReport) -> list[str]:
-    lines = ["", f"{'generated family':<20}{'flows':>8}{'alerts':>8}  model's labels"]
+    lines = ["", f"{'generated family':<20}{'flows':>8}{'alerted':>8}  model's labels"]
     for fam in [*iter_families(), "other"]:
         if not r.family_flows[fam]:
             continue

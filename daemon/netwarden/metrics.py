@@ -59,8 +59,11 @@ class Metrics:
         self.alerts = Counter("alerts", "Alerts emitted, by label", ["label"], namespace=ns,
                               registry=r)
         self.alerts_suppressed = Counter("alerts_suppressed",
-                                         "Alerts not emitted, by reason (duplicate, allowlist)",
+                                         "Alerts not emitted on their own, by reason "
+                                         "(allowlist, aggregated, uncorroborated, duplicate)",
                                          ["reason"], namespace=ns, registry=r)
+        self.alerts_held = Gauge("alerts_held", "Lone flows waiting for corroboration",
+                                 namespace=ns, registry=r)
         self.errors = Counter("errors", "Errors handled, by pipeline stage", ["stage"],
                               namespace=ns, registry=r)
         self.sink_records = Counter("sink_records", "Records written, by sink kind", ["sink"],
