@@ -38,6 +38,13 @@ def test_defaults_without_a_file() -> None:
     assert cfg.model.providers == "auto" and cfg.model.threshold is None
     assert cfg.flows == FlowsConfig()
     assert cfg.batching.max_batch == 256
+    gate = cfg.alerts.gate()
+    assert gate is not None and gate.aggregate_after == 100 and gate.window_s == 300.0
+
+
+def test_the_alert_gate_turns_off_when_both_rules_are_off() -> None:
+    cfg = config_from_dict({"alerts": {"corroborate_max_packets": 0, "aggregate_after": 0}})
+    assert cfg.alerts.gate() is None
 
 
 FULL = """
@@ -123,6 +130,9 @@ def test_range_error_names_key_rule_and_value() -> None:
     ("model", "threshold", 1.5, "must be in 0..1"),
     ("model", "threshold", -0.1, "must be in 0..1"),
     ("alerts", "community_id_seed", 65536, "must be in 0..65535"),
+    ("alerts", "aggregate_after", -1, "must be in 0..1000000000"),
+    ("alerts", "corroborate_min_flows", 0, "must be in 1..1000000"),
+    ("alerts", "window_s", 0.5, "must be in 1..86400"),
     ("metrics", "port", 70000, "must be in 0..65535"),
     ("metrics", "listen_address", "a b", "must be an IP address or host name"),
     ("model", "providers", "gpu", "must be one of 'auto', 'cpu', 'cuda'"),
