@@ -213,7 +213,12 @@ def _gt(bound: float) -> Rule:
 
 
 def _between(lo: float, hi: float) -> Rule:
-    return lambda v: None if lo <= v <= hi else f"must be in {lo:g}..{hi:g}"
+    return lambda v: None if lo <= v <= hi else f"must be in {_num(lo)}..{_num(hi)}"
+
+
+def _num(x: float) -> str:
+    """A bound as a reader writes it: whole numbers in full (268435456, not 2.68435e+08)."""
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
 def _one_of(*choices: str) -> Rule:
