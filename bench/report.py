@@ -78,7 +78,10 @@ def throughput_table(rows: list[dict[str, Any]]) -> list[str]:
             out.append(head + f"| — | — | **failed**: {m['error']} | — | {_verdict(m)} | — |")
             continue
         flows = m.get("flows")
-        alerts = "" if m.get("alerts") is None else f" ({m['alerts']:,} alerts)"
+        alerts = "" if m.get("alerts") is None else f" ({m['alerts']:,} alerts"
+        if m.get("alerts") is not None:
+            fa = m.get("flows_alerted")
+            alerts += f" for {fa:,} flows)" if fa is not None and fa != m["alerts"] else ")"
         rng = f"{fmt_rate(m['pps_worst'])}..{fmt_rate(m['pps_best'])}"
         out.append(
             head + f"| {'—' if flows is None else f'{flows:,}{alerts}'} | {len(m['times_s'])} "

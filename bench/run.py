@@ -55,6 +55,9 @@ def bench_capture_rows(
     """
     nw = "netwarden"
     no_alerts = ("--threshold", "1.0")
+    gate_off_cfg = a.out_dir / "gate-off.toml"
+    gate_off_cfg.write_text("[alerts]\ncorroborate_max_packets = 0\naggregate_after = 0\n")
+    gate_off = ("--config", str(gate_off_cfg))
     # fmt: off
     plan: list[tuple[tuple[str, ...], str, str, Path, Callable[[], dict[str, Any]], float]] = [
         (("decode",), "decode (read + decode)", nw, big,
@@ -63,6 +66,8 @@ def bench_capture_rows(
          lambda: nw_worker("flows", [big], a, a.runs), TARGETS["flows"]),
         (("replay",), "replay end to end (scoring, alerts to /dev/null)", nw, big,
          lambda: replay([big], a, a.runs), TARGETS["replay"]),
+        (("replay",), "replay, alert gate off (one alert document per alerting flow)", nw, big,
+         lambda: replay([big], a, a.runs, gate_off), 0),
         (("replay",), "replay --threshold 1.0 (scoring, alerts only at score 1.0)", nw, big,
          lambda: replay([big], a, a.runs, no_alerts), 0),
         (("replay",), "replay start-up (fixed cost)", nw, tiny,

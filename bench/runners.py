@@ -131,6 +131,7 @@ def replay(
         "command": shlex.join(cmd),
         "flows": doc.get("flows"),
         "alerts": doc.get("alerts"),
+        "flows_alerted": doc.get("flows_alerted"),
         "app_packets_per_s": doc.get("packets_per_s"),
     }
 
