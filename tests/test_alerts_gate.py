@@ -275,3 +275,13 @@ def test_replay_of_benign_dns_answers_gives_no_alerts(shared_data: Path, tmp_pat
                  "--log-level", "error"]) == 0
     assert gated.read_text() == ""
     assert len(plain.read_text().splitlines()) >= 1
+
+
+def test_a_reload_with_the_same_rules_keeps_the_held_flows(manifest: Manifest) -> None:
+    old = policy(manifest, aggregate_after=0)
+    decide(old, flows(spread(4)))
+    new = policy(manifest, aggregate_after=0)
+    assert new.adopt(old) and new.gate is not None and new.gate.held == 4
+    assert len(decide(new, flows(spread(5)[4:])).alerts) == 5  # the fifth releases them
+    other = policy(manifest, aggregate_after=0, corroborate_min_flows=3)
+    assert not other.adopt(new)  # other rules: the caller flushes the old policy instead

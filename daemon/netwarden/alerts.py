@@ -179,6 +179,16 @@ class AlertPolicy:
         g = self.gate.flush() if self.gate is not None else None
         return self._render(g, None) if g is not None else None
 
+    def adopt(self, old: AlertPolicy) -> bool:
+        """Take over ``old``'s gate state (held flows, open summaries) on a reload, when both
+        gates have the same rules and the models the same classes; False when it cannot (the
+        caller then flushes ``old``)."""
+        if (self.gate is None or old.gate is None or self.gate.cfg != old.gate.cfg
+                or self.manifest.classes != old.manifest.classes):
+            return False
+        self.gate = old.gate
+        return True
+
     def min_pending_seq(self, part: int) -> int | None:
         """Lowest first frame sequence of partition ``part`` among flows the gate still
         holds (held, or in an open aggregate): the Kafka commit must not pass it."""

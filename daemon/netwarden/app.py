@@ -362,7 +362,8 @@ class Pipeline:
             self.m.reloads.labels(result="error").inc()
             return False
         self._release(self.s.batcher.drain())  # flows queued so far: scored by the old model
-        self._emit(self._guard("alerts", self.s.policy.flush))  # the old policy's gate state
+        if not policy.adopt(self.s.policy):  # a logrotate SIGHUP keeps held flows waiting
+            self._emit(self._guard("alerts", self.s.policy.flush))
         if model.manifest.flow != self.s.model.manifest.flow:
             log.warning("the new model was trained with other flow parameters (%s); the "
                         "running flow table keeps its parameters until restart",
