@@ -26,6 +26,7 @@ import onnxruntime as ort
 from ..features.cic_schema import CIC_SCHEMA
 from ..features.schema import FeatureSchema
 from ..metrics import Metrics
+from .dedupe import distinct_rows
 from .manifest import (
     Manifest,
     ModelError,
@@ -43,6 +44,7 @@ PROVIDER_CHOICES = ("auto", "cpu", "cuda")
 
 # ORT's default logger level (0 verbose .. 4 fatal); 2 = warning is its built-in default.
 _ORT_LOG_WARNING = 2
+_DEDUPE_MIN_ROWS = 64  # below this, hashing costs more than it can save
 _ORT_LOG_FATAL = 4
 
 
@@ -240,14 +242,21 @@ class Model:
         With a score graph only that graph runs and ``Scores.attributions`` is None (ask
         :meth:`explain` for the rows that need them); without one the full graph runs and
         ``Scores.attributions`` is set when the manifest has an attributions output.
-        Observes ``inference_latency_seconds`` and ``flows_scored`` when built with metrics
-        (the batch size is observed by the batcher).
+        Identical rows are scored once (:mod:`netwarden.scoring.dedupe`: a flood's flows
+        share one feature vector).  Observes ``inference_latency_seconds`` and
+        ``flows_scored`` (every row) when built with metrics (the batch size is observed by
+        the batcher).
         """
         x = self._checked(features)
         if x.shape[0] == 0:
             return self._empty()
         sess = self._session if self._score_session is None else self._score_session
-        out = self._run(sess, self._outputs, x, scored=True)
+        dup = distinct_rows(x) if x.shape[0] >= _DEDUPE_MIN_ROWS else None
+        out = self._run(sess, self._outputs, x if dup is None else x[dup[0]], scored=True)
+        if dup is not None:  # each distinct row was scored once: spread the outputs back
+            out = [np.asarray(o)[dup[1]] for o in out]
+            if self._metrics is not None:
+                self._metrics.flows_scored.inc(x.shape[0] - dup[0].size)
         probs = np.asarray(out[0], dtype=np.float32)
         masked = probs.copy()
         masked[:, self._benign] = -np.inf
