@@ -164,7 +164,7 @@ class AlertPolicy:
         if self.gate is None:
             decision = np.zeros(len(flows), np.uint8)
             decision[idx] = Decision.EMIT
-            return self._render(Gated(flows, scores, decision, {}, []), explain)
+            return self._render(Gated(flows, scores, decision, [], []), explain)
         alerting = np.zeros(len(flows), bool)
         alerting[idx] = True
         return self._render(self.gate.admit(flows, scores, alerting), explain)
@@ -243,9 +243,10 @@ class AlertPolicy:
 
     def _flow_log(self, g: Gated, by_row: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
         over = g.scores.attack_score >= self.threshold
+        agg_ids = g.agg_ids()
         return [
             self._flow_doc(row, g.scores, i, by_row.get(i), bool(over[i]), int(g.decision[i]),
-                           g.agg_ids.get(i))
+                           agg_ids.get(i))
             for i, row in enumerate(g.flows.meta.tolist())
             if g.decision[i] != Decision.HELD
         ]

@@ -102,7 +102,14 @@ class Gated:
     flows: EndedFlows
     scores: Scores
     decision: npt.NDArray[np.uint8]
-    agg_ids: dict[int, str]  # row -> aggregate id, for AGGREGATED rows
+    agg_refs: list[tuple[npt.NDArray[np.intp], str]]  # AGGREGATED rows and their summary's id
+
+    def agg_ids(self) -> dict[int, str]:
+        """Row -> aggregate id of the AGGREGATED rows (built on demand: the flow log)."""
+        out: dict[int, str] = {}
+        for rows, agg_id in self.agg_refs:
+            out.update(dict.fromkeys(rows.tolist(), agg_id))
+        return out
     summaries: list[Aggregate]
 
 
@@ -149,13 +156,13 @@ class _Held:
     def __len__(self) -> int:
         return 0 if self.flows is None else len(self.flows)
 
-    def add(self, flows: EndedFlows, scores: Scores, now: int) -> None:
+    def add(self, flows: EndedFlows, scores: Scores, since: npt.NDArray[np.int64]) -> None:
         if self.flows is None or self.scores is None:
             self.flows, self.scores = flows, scores
         else:
             self.flows = concat_flows([self.flows, flows])
             self.scores = concat_scores([self.scores, scores])
-        self.since = np.concatenate([self.since, np.full(len(flows), now, np.int64)])
+        self.since = np.concatenate([self.since, since])
 
     def split(self, out: npt.NDArray[np.bool_]) -> tuple[EndedFlows, Scores]:
         """Remove and return the rows where ``out`` is True."""
@@ -182,6 +189,7 @@ class AlertGate:
         self._held = _Held()
         self._aggs: dict[tuple[str, int], Aggregate] = {}  # (side, key) -> open aggregate
         self._closed: list[Aggregate] = []  # rolled over, not yet emitted
+        self._clock = np.zeros(0, np.int64)  # per row of the batch being admitted
         self._now = -(1 << 62)
         self._last_prune = self._now
         self.overflowed = 0  # held flows released because the hold was full
@@ -197,8 +205,11 @@ class AlertGate:
               alerting: npt.NDArray[np.bool_]) -> Gated:
         """Decide the rows of a scored batch (``alerting``: over the threshold, not allowlisted)
         and whatever held rows the batch corroborates or times out."""
+        # each row's clock: the latest end time up to it, so counts do not depend on where
+        # the batches were cut
+        self._clock = np.maximum.accumulate(np.maximum(flows.meta["last_ts_ns"], self._now))
         if len(flows):
-            self._now = max(self._now, int(flows.meta["last_ts_ns"].max()))
+            self._now = int(self._clock[-1])
         decision = np.where(alerting, Decision.EMIT, Decision.NONE).astype(np.uint8)
         parts = [(flows, scores, decision)]
         if self.cfg.corroborate_max_packets > 0:
@@ -209,21 +220,23 @@ class AlertGate:
         """The clock moved without flows (a quiet live link): time out held flows and close
         windows.  None when nothing was decided."""
         self._now = max(self._now, int(now_ns))
+        self._clock = np.zeros(0, np.int64)
         parts = self._recheck(self._lone_sensor()) if len(self._held) else []
         out = self._finish(parts, closing=False) if parts else None
         if out is None and self._due():
-            return Gated(EndedFlows.empty(0), _no_scores(), np.zeros(0, np.uint8), {},
+            return Gated(EndedFlows.empty(0), _no_scores(), np.zeros(0, np.uint8), [],
                          self._close(final=False))
         return out
 
     def flush(self) -> Gated | None:
         """End of input (or a model swap): drop every held flow, close every aggregate."""
+        self._clock = np.zeros(0, np.int64)
         if len(self._held):
             f, s = self._held.split(np.ones(len(self._held), bool))
             return self._finish([(f, s, np.full(len(f), Decision.UNCORROBORATED, np.uint8))],
                                 closing=True)
         if self._aggs or self._closed:
-            return Gated(EndedFlows.empty(0), _no_scores(), np.zeros(0, np.uint8), {},
+            return Gated(EndedFlows.empty(0), _no_scores(), np.zeros(0, np.uint8), [],
                          self._close(final=True))
         return None
 
@@ -253,13 +266,13 @@ class AlertGate:
             return self._recheck(sensor)
         if alerting.size:
             self._evidence.add(self._evidence_keys(m[alerting]),
-                               np.full(2 * alerting.size, self._now, np.int64))
+                               np.tile(self._clock[alerting], 2))
         if lone.size:
             waiting = lone[~self._corroborated(m[lone], sensor)]
             decision[waiting] = Decision.HELD
             if waiting.size:
                 self._held.add(_take_flows(flows, waiting), take_scores(scores, waiting),
-                               self._now)
+                               self._clock[waiting])
         return self._recheck(sensor)
 
     def _evidence_keys(self, meta: npt.NDArray[np.void]) -> npt.NDArray[np.uint64]:
@@ -310,21 +323,24 @@ class AlertGate:
             flows = concat_flows([p[0] for p in parts])
             scores = concat_scores([p[1] for p in parts])
             decision = np.concatenate([p[2] for p in parts])
-        agg_ids: dict[int, str] = {}
+        agg_refs: list[tuple[npt.NDArray[np.intp], str]] = []
         if self.cfg.aggregate_after > 0:
-            agg_ids = self._aggregate(flows, scores, decision)
+            agg_refs = self._aggregate(flows, scores, decision)
         summaries = self._close(final=closing) if (closing or self._due()) else []
         self._maybe_prune()
-        return Gated(flows, scores, decision, agg_ids, summaries)
+        return Gated(flows, scores, decision, agg_refs, summaries)
 
     def _aggregate(self, flows: EndedFlows, scores: Scores,
-                   decision: npt.NDArray[np.uint8]) -> dict[int, str]:
+                   decision: npt.NDArray[np.uint8]) -> list[tuple[npt.NDArray[np.intp], str]]:
         rows = np.flatnonzero(decision == Decision.EMIT)
         if not rows.size:
-            return {}
+            return []
         m = flows.meta[rows]
         label = scores.attack_idx[rows].astype(np.uint64) * np.uint64(2)
-        ts = np.full(rows.size, self._now, np.int64)  # windows run on the gate's clock
+        # windows run on the gate's clock: the batch's rows their own, decided held rows now
+        clock = np.concatenate([self._clock, np.full(decision.size - self._clock.size,
+                                                     self._now, np.int64)])
+        ts = clock[rows]
         k_dst = address_keys(m["dst_hi"], m["dst_lo"], label + np.uint64(1))
         k_src = address_keys(m["src_hi"], m["src_lo"], label)
         r_dst, s_dst = self._budget.add(k_dst, ts)
@@ -334,40 +350,49 @@ class AlertGate:
         r_src, s_src = np.zeros(rows.size, np.int64), np.zeros(rows.size, np.int64)
         r_src[rest], s_src[rest] = self._budget.add(k_src[rest], ts[rest])
         by_src = r_src > after
-        out: dict[int, str] = {}
+        out: list[tuple[npt.NDArray[np.intp], str]] = []
         for side, sel, keys, starts in (("destination", by_dst, k_dst, s_dst),
                                          ("source", by_src, k_src, s_src)):
             if sel.any():
-                out.update(self._fold(side, rows[sel], keys[sel], starts[sel], flows, scores))
+                out += self._fold(side, rows[sel], keys[sel], starts[sel], flows, scores)
         decision[rows[by_dst | by_src]] = Decision.AGGREGATED
         return out
 
     def _fold(self, side: str, rows: npt.NDArray[np.intp], keys: npt.NDArray[np.uint64],
-              starts: npt.NDArray[np.int64], flows: EndedFlows, scores: Scores) -> dict[int, str]:
+              starts: npt.NDArray[np.int64], flows: EndedFlows,
+              scores: Scores) -> list[tuple[npt.NDArray[np.intp], str]]:
+        """Add the rows to their aggregates, grouped by (key, window start), vectorised."""
+        order = np.lexsort((starts, keys))
+        rows, keys, starts = rows[order], keys[order], starts[order]
         m = flows.meta[rows]
+        cut = np.flatnonzero((keys[1:] != keys[:-1]) | (starts[1:] != starts[:-1])) + 1
+        lo = np.concatenate(([0], cut))
+        hi = np.append(cut, rows.size)
+        packets = np.add.reduceat(m["fwd_packets"] + m["bwd_packets"], lo).tolist()
+        nbytes = np.add.reduceat(m["fwd_bytes"] + m["bwd_bytes"], lo).tolist()
+        first = np.minimum.reduceat(m["first_ts_ns"], lo).tolist()
+        last = np.maximum.reduceat(m["last_ts_ns"], lo).tolist()
+        score = np.fmax.reduceat(scores.attack_score[rows], lo).tolist()  # NaN-blind
+        group = np.repeat(np.arange(lo.size), hi - lo)
+        protos = _pairs(group, m["proto"].astype(np.int64))
+        seqs = _pairs(group, m["src_part"].astype(np.int64), m["first_seq"])
         addr = "dst" if side == "destination" else "src"
-        uniq, first, inv = np.unique(keys, return_index=True, return_inverse=True)
-        n = np.bincount(inv)
-        packets = np.bincount(inv, weights=m["fwd_packets"] + m["bwd_packets"])
-        nbytes = np.bincount(inv, weights=m["fwd_bytes"] + m["bwd_bytes"])
-        out: dict[int, str] = {}
-        for g, key in enumerate(uniq.tolist()):
-            sel = inv == g
-            i0 = int(first[g])
-            agg = self._open(side, int(key), int(starts[i0]), int(scores.attack_idx[rows[i0]]),
-                             int(m[f"{addr}_hi"][i0]), int(m[f"{addr}_lo"][i0]))
-            agg.flows += int(n[g])
+        a_hi, a_lo = m[f"{addr}_hi"][lo].tolist(), m[f"{addr}_lo"][lo].tolist()
+        labels = scores.attack_idx[rows[lo]].tolist()
+        out = []
+        for g, (i, j) in enumerate(zip(lo.tolist(), hi.tolist(), strict=True)):
+            agg = self._open(side, int(keys[i]), int(starts[i]), labels[g], a_hi[g], a_lo[g])
+            agg.flows += j - i
             agg.packets += int(packets[g])
             agg.bytes += int(nbytes[g])
-            agg.first_ns = min(agg.first_ns, int(m["first_ts_ns"][sel].min()))
-            agg.last_ns = max(agg.last_ns, int(m["last_ts_ns"][sel].max()))
-            agg.max_score = max(agg.max_score, float(np.nanmax(scores.attack_score[rows[sel]])))
-            agg.protos.update(np.unique(m["proto"][sel]).tolist())
-            parts, seqs = m["src_part"][sel], m["first_seq"][sel]
-            for p in np.unique(parts[parts >= 0]).tolist():
-                low = int(seqs[parts == p].min())
-                agg.min_seq[p] = min(low, agg.min_seq.get(p, low))
-            out.update(dict.fromkeys(rows[sel].tolist(), agg.agg_id))
+            agg.first_ns, agg.last_ns = min(agg.first_ns, first[g]), max(agg.last_ns, last[g])
+            if score[g] == score[g]:
+                agg.max_score = max(agg.max_score, score[g])
+            agg.protos.update(protos.get(g, {}))
+            for part, low in seqs.get(g, {}).items():
+                if part >= 0:
+                    agg.min_seq[part] = min(low, agg.min_seq.get(part, low))
+            out.append((rows[i:j], agg.agg_id))
         return out
 
     def _open(self, side: str, key: int, start: int, label: int, hi: int, lo: int) -> Aggregate:
@@ -397,6 +422,20 @@ class AlertGate:
             self._last_prune = self._now
             self._evidence.prune(self._now)
             self._budget.prune(self._now)
+
+
+def _pairs(group: npt.NDArray[np.intp], key: npt.NDArray[np.int64],
+           value: npt.NDArray[np.int64] | None = None) -> dict[int, dict[int, int]]:
+    """Per group, its distinct keys, each with the lowest of its values (or the key itself)."""
+    val = key if value is None else value
+    order = np.lexsort((val, key, group))
+    g, k, v = group[order], key[order], val[order]
+    head = np.ones(g.size, bool)
+    head[1:] = (g[1:] != g[:-1]) | (k[1:] != k[:-1])
+    out: dict[int, dict[int, int]] = {}
+    for gg, kk, vv in zip(g[head].tolist(), k[head].tolist(), v[head].tolist(), strict=True):
+        out.setdefault(gg, {})[kk] = vv
+    return out
 
 
 def _no_scores() -> Scores:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -82,6 +83,18 @@ def load_scoring(cfg: Config, metrics: Metrics) -> tuple[Model, AlertPolicy]:
     return model, policy
 
 
+def _frozen() -> float:
+    return 0.0
+
+
+def _batch_clock(source: Source, realtime: bool) -> Callable[[], float]:
+    """The batcher's clock: wall time for live sources and paced replays.  A file replayed as
+    fast as it goes batches by size alone (a frozen clock: no deadline ever passes), so every
+    run cuts the same batches and the alert gate, which sees flows batch by batch, decides
+    the same: a replay gives the same alerts."""
+    return time.monotonic if (source.live or realtime) else _frozen
+
+
 def build_pipeline(cfg: Config, metrics: Metrics, *, source: Source | None = None,
                    realtime: bool = False, hooks: Hooks | None = None,
                    clock: Clock | None = None,
@@ -120,7 +133,7 @@ def build_pipeline(cfg: Config, metrics: Metrics, *, source: Source | None = Non
             source=source, decode=decode, skip_names=SKIP_REASON_NAMES,
             table=FlowTable(params),
             batcher=MicroBatcher(cfg.batching.max_batch, cfg.batching.max_batch_delay_ms,
-                                 metrics=metrics),
+                                 metrics=metrics, clock=_batch_clock(source, realtime)),
             model=model, policy=policy, sinks=sinks, flow_sinks=flow_sinks,
             reloader=lambda: load_scoring(reread() if reread else cfg, metrics))
         metrics.up.set(0)
