@@ -29,6 +29,12 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    if args.replay:
+        from .replay_eval import replay_alerts
+
+        rules = [p for p in args.data if p.suffix == ".toml"]
+        print(json.dumps(replay_alerts(args.model, rules, gate=not args.no_gate), indent=1))
+        return 0
     from .assess import assess
 
     print(json.dumps(assess(args.model, list(args.data)), indent=1))
@@ -84,6 +90,10 @@ def add_parser(subparsers: Any) -> None:
         required=True,
         help="flow CSV files/folders, or label-rule TOML files naming captures",
     )
+    p.add_argument("--replay", action="store_true",
+                   help="label-rule files only: count what the daemon's alert path (alert "
+                        "gate included) alerts per capture and family, as `netwarden replay`")
+    p.add_argument("--no-gate", action="store_true", help="with --replay: the alert gate off")
     p.set_defaults(func=_evaluate)
 
     p = subparsers.add_parser("calibrate", help="fit the alert threshold on benign traffic")
