@@ -25,28 +25,29 @@ first; once that is spent it goes to the destination's summary and spends nothin
 source's (a flood from spoofed sources costs one count per flow, not two).
 
 While the sensor-wide rule holds (a flood of lone flows), every lone flow alerts and the
-per-address evidence is not counted.  Counting runs in numba (:mod:`netwarden.alerts_window`);
-the gate's clock is the latest flow end time it has seen, so windows measure when flows reach
-the gate (a scan's lone flows end by idle timeout, long after its answered probes: the
-default window is longer than the default idle timeout).
+per-address evidence is not counted.  Counting runs in numba (:mod:`netwarden.alerts_window`),
+aggregation lives in :mod:`netwarden.alerts_aggregate`.  The gate's clock, per row, is the
+latest flow end time seen up to that row, so windows measure when flows reach the gate (a
+scan's lone flows end by idle timeout, long after its answered probes: the default window is
+longer than the default idle timeout) and do not depend on where batches were cut.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import IntEnum
 
 import numpy as np
 import numpy.typing as npt
 
+from .alerts_aggregate import AggRef, Aggregate, Aggregator
 from .alerts_window import WindowCounts, address_keys
 from .flows.params import EndedFlows
 from .scoring.model import Scores
 
 NS = 1_000_000_000
-_ANY_TAG = 1 << 20  # evidence keys: address alone (label tags are small class indices)
+_ANY_TAG = 1 << 20  # evidence keys: address alone (aggregation tags are 2 * class index + side)
 
 
 _Part = tuple[EndedFlows, Scores, npt.NDArray[np.uint8]]  # rows with a decision each
@@ -75,26 +76,6 @@ class GateConfig:
 
 
 @dataclass
-class Aggregate:
-    """The flows of one (label, address, side) folded into a summary during one window."""
-
-    agg_id: str
-    label_idx: int
-    side: str  # "source" or "destination"
-    addr_hi: int
-    addr_lo: int
-    window_start_ns: int
-    first_ns: int
-    last_ns: int
-    flows: int = 0
-    packets: int = 0
-    bytes: int = 0
-    max_score: float = 0.0
-    protos: set[int] = field(default_factory=set)
-    min_seq: dict[int, int] = field(default_factory=dict)  # partition -> lowest first_seq
-
-
-@dataclass
 class Gated:
     """The rows decided by one gate call: the batch (plus released or dropped held rows)
     with a decision per row, the aggregate id of each AGGREGATED row, and closed summaries."""
@@ -102,7 +83,8 @@ class Gated:
     flows: EndedFlows
     scores: Scores
     decision: npt.NDArray[np.uint8]
-    agg_refs: list[tuple[npt.NDArray[np.intp], str]]  # AGGREGATED rows and their summary's id
+    agg_refs: list[AggRef]  # AGGREGATED rows and their summary's id
+    summaries: list[Aggregate]
 
     def agg_ids(self) -> dict[int, str]:
         """Row -> aggregate id of the AGGREGATED rows (built on demand: the flow log)."""
@@ -110,7 +92,6 @@ class Gated:
         for rows, agg_id in self.agg_refs:
             out.update(dict.fromkeys(rows.tolist(), agg_id))
         return out
-    summaries: list[Aggregate]
 
 
 def take_scores(s: Scores, idx: npt.NDArray[np.intp]) -> Scores:
@@ -137,12 +118,6 @@ def concat_flows(parts: list[EndedFlows]) -> EndedFlows:
 
 def _take_flows(f: EndedFlows, idx: npt.NDArray[np.intp]) -> EndedFlows:
     return EndedFlows(f.meta[idx], f.features[idx])
-
-
-def aggregate_id(side: str, hi: int, lo: int, label_idx: int, start_ns: int) -> str:
-    """Deterministic id of a summary alert: a replay gives the same ids."""
-    text = f"{side}|{hi:x}|{lo:x}|{label_idx}|{start_ns}".encode()
-    return hashlib.blake2b(text, digest_size=8).hexdigest()
 
 
 class _Held:
@@ -184,11 +159,9 @@ class AlertGate:
         self.cfg = cfg
         self.window_ns = int(cfg.window_s * NS)
         self._evidence = WindowCounts(self.window_ns)
-        self._budget = WindowCounts(self.window_ns)
+        self._agg = Aggregator(cfg.aggregate_after, self.window_ns)
         self._lone_recent: deque[tuple[int, int]] = deque()  # (time, lone alerting flows)
         self._held = _Held()
-        self._aggs: dict[tuple[str, int], Aggregate] = {}  # (side, key) -> open aggregate
-        self._closed: list[Aggregate] = []  # rolled over, not yet emitted
         self._clock = np.zeros(0, np.int64)  # per row of the batch being admitted
         self._now = -(1 << 62)
         self._last_prune = self._now
@@ -223,9 +196,9 @@ class AlertGate:
         self._clock = np.zeros(0, np.int64)
         parts = self._recheck(self._lone_sensor()) if len(self._held) else []
         out = self._finish(parts, closing=False) if parts else None
-        if out is None and self._due():
+        if out is None and self._agg.due(self._now):
             return Gated(EndedFlows.empty(0), _no_scores(), np.zeros(0, np.uint8), [],
-                         self._close(final=False))
+                         self._agg.close(self._now, final=False))
         return out
 
     def flush(self) -> Gated | None:
@@ -235,15 +208,15 @@ class AlertGate:
             f, s = self._held.split(np.ones(len(self._held), bool))
             return self._finish([(f, s, np.full(len(f), Decision.UNCORROBORATED, np.uint8))],
                                 closing=True)
-        if self._aggs or self._closed:
+        if self._agg.open:
             return Gated(EndedFlows.empty(0), _no_scores(), np.zeros(0, np.uint8), [],
-                         self._close(final=True))
+                         self._agg.close(self._now, final=True))
         return None
 
     def min_pending_seq(self, part: int) -> int | None:
         """The lowest first_seq of partition ``part`` among flows not yet in an emitted
         document (held flows, open aggregates); None when there is none."""
-        lows = [a.min_seq[part] for a in self._aggs.values() if part in a.min_seq]
+        lows = self._agg.min_seqs(part)
         if self._held.flows is not None:
             m = self._held.flows.meta
             seqs = m["first_seq"][m["src_part"] == part]
@@ -323,119 +296,30 @@ class AlertGate:
             flows = concat_flows([p[0] for p in parts])
             scores = concat_scores([p[1] for p in parts])
             decision = np.concatenate([p[2] for p in parts])
-        agg_refs: list[tuple[npt.NDArray[np.intp], str]] = []
+        agg_refs: list[AggRef] = []
         if self.cfg.aggregate_after > 0:
             agg_refs = self._aggregate(flows, scores, decision)
-        summaries = self._close(final=closing) if (closing or self._due()) else []
+        summaries = self._agg.close(self._now, final=closing)
         self._maybe_prune()
         return Gated(flows, scores, decision, agg_refs, summaries)
 
     def _aggregate(self, flows: EndedFlows, scores: Scores,
-                   decision: npt.NDArray[np.uint8]) -> list[tuple[npt.NDArray[np.intp], str]]:
+                   decision: npt.NDArray[np.uint8]) -> list[AggRef]:
         rows = np.flatnonzero(decision == Decision.EMIT)
         if not rows.size:
             return []
-        m = flows.meta[rows]
-        label = scores.attack_idx[rows].astype(np.uint64) * np.uint64(2)
         # windows run on the gate's clock: the batch's rows their own, decided held rows now
         clock = np.concatenate([self._clock, np.full(decision.size - self._clock.size,
                                                      self._now, np.int64)])
-        ts = clock[rows]
-        k_dst = address_keys(m["dst_hi"], m["dst_lo"], label + np.uint64(1))
-        k_src = address_keys(m["src_hi"], m["src_lo"], label)
-        r_dst, s_dst = self._budget.add(k_dst, ts)
-        after = self.cfg.aggregate_after
-        by_dst = r_dst > after
-        rest = np.flatnonzero(~by_dst)  # a flow in its destination's summary spends no more
-        r_src, s_src = np.zeros(rows.size, np.int64), np.zeros(rows.size, np.int64)
-        r_src[rest], s_src[rest] = self._budget.add(k_src[rest], ts[rest])
-        by_src = r_src > after
-        out: list[tuple[npt.NDArray[np.intp], str]] = []
-        for side, sel, keys, starts in (("destination", by_dst, k_dst, s_dst),
-                                         ("source", by_src, k_src, s_src)):
-            if sel.any():
-                out += self._fold(side, rows[sel], keys[sel], starts[sel], flows, scores)
-        decision[rows[by_dst | by_src]] = Decision.AGGREGATED
-        return out
-
-    def _fold(self, side: str, rows: npt.NDArray[np.intp], keys: npt.NDArray[np.uint64],
-              starts: npt.NDArray[np.int64], flows: EndedFlows,
-              scores: Scores) -> list[tuple[npt.NDArray[np.intp], str]]:
-        """Add the rows to their aggregates, grouped by (key, window start), vectorised."""
-        order = np.lexsort((starts, keys))
-        rows, keys, starts = rows[order], keys[order], starts[order]
-        m = flows.meta[rows]
-        cut = np.flatnonzero((keys[1:] != keys[:-1]) | (starts[1:] != starts[:-1])) + 1
-        lo = np.concatenate(([0], cut))
-        hi = np.append(cut, rows.size)
-        packets = np.add.reduceat(m["fwd_packets"] + m["bwd_packets"], lo).tolist()
-        nbytes = np.add.reduceat(m["fwd_bytes"] + m["bwd_bytes"], lo).tolist()
-        first = np.minimum.reduceat(m["first_ts_ns"], lo).tolist()
-        last = np.maximum.reduceat(m["last_ts_ns"], lo).tolist()
-        score = np.fmax.reduceat(scores.attack_score[rows], lo).tolist()  # NaN-blind
-        group = np.repeat(np.arange(lo.size), hi - lo)
-        protos = _pairs(group, m["proto"].astype(np.int64))
-        seqs = _pairs(group, m["src_part"].astype(np.int64), m["first_seq"])
-        addr = "dst" if side == "destination" else "src"
-        a_hi, a_lo = m[f"{addr}_hi"][lo].tolist(), m[f"{addr}_lo"][lo].tolist()
-        labels = scores.attack_idx[rows[lo]].tolist()
-        out = []
-        for g, (i, j) in enumerate(zip(lo.tolist(), hi.tolist(), strict=True)):
-            agg = self._open(side, int(keys[i]), int(starts[i]), labels[g], a_hi[g], a_lo[g])
-            agg.flows += j - i
-            agg.packets += int(packets[g])
-            agg.bytes += int(nbytes[g])
-            agg.first_ns, agg.last_ns = min(agg.first_ns, first[g]), max(agg.last_ns, last[g])
-            if score[g] == score[g]:
-                agg.max_score = max(agg.max_score, score[g])
-            agg.protos.update(protos.get(g, {}))
-            for part, low in seqs.get(g, {}).items():
-                if part >= 0:
-                    agg.min_seq[part] = min(low, agg.min_seq.get(part, low))
-            out.append((rows[i:j], agg.agg_id))
-        return out
-
-    def _open(self, side: str, key: int, start: int, label: int, hi: int, lo: int) -> Aggregate:
-        agg = self._aggs.get((side, key))
-        if agg is not None and agg.window_start_ns != start:  # its window rolled over
-            self._closed.append(self._aggs.pop((side, key)))
-            agg = None
-        if agg is None:
-            agg = Aggregate(aggregate_id(side, hi, lo, label, start), label, side, hi, lo,
-                            start, first_ns=1 << 62, last_ns=-(1 << 62))
-            self._aggs[(side, key)] = agg
-        return agg
-
-    def _due(self) -> bool:
-        return bool(self._closed) or any(
-            self._now - a.window_start_ns >= self.window_ns for a in self._aggs.values())
-
-    def _close(self, final: bool) -> list[Aggregate]:
-        done, self._closed = self._closed, []
-        for key, agg in list(self._aggs.items()):
-            if final or self._now - agg.window_start_ns >= self.window_ns:
-                done.append(self._aggs.pop(key))
-        return done
+        folded, refs = self._agg.fold(flows, scores, rows, clock[rows])
+        decision[rows[folded]] = Decision.AGGREGATED
+        return refs
 
     def _maybe_prune(self) -> None:
         if self._now - self._last_prune >= self.window_ns:
             self._last_prune = self._now
             self._evidence.prune(self._now)
-            self._budget.prune(self._now)
-
-
-def _pairs(group: npt.NDArray[np.intp], key: npt.NDArray[np.int64],
-           value: npt.NDArray[np.int64] | None = None) -> dict[int, dict[int, int]]:
-    """Per group, its distinct keys, each with the lowest of its values (or the key itself)."""
-    val = key if value is None else value
-    order = np.lexsort((val, key, group))
-    g, k, v = group[order], key[order], val[order]
-    head = np.ones(g.size, bool)
-    head[1:] = (g[1:] != g[:-1]) | (k[1:] != k[:-1])
-    out: dict[int, dict[int, int]] = {}
-    for gg, kk, vv in zip(g[head].tolist(), k[head].tolist(), v[head].tolist(), strict=True):
-        out.setdefault(gg, {})[kk] = vv
-    return out
+            self._agg.prune(self._now)
 
 
 def _no_scores() -> Scores:
@@ -444,5 +328,5 @@ def _no_scores() -> Scores:
     return Scores(np.zeros((0, 0), np.float32), z, i, i, None)
 
 
-__all__ = ["Aggregate", "AlertGate", "Decision", "GateConfig", "Gated", "aggregate_id",
-           "concat_flows", "concat_scores", "take_scores"]
+__all__ = ["Aggregate", "AlertGate", "Decision", "GateConfig", "Gated", "concat_flows",
+           "concat_scores", "take_scores"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .alerts_aggregate import Aggregate
 from .alerts_ecs import _TRANSPORT, ECS_VERSION, format_addr, is_v4_mapped, rfc3339_us
-from .alerts_gate import Aggregate
 
 
 def summary_doc(agg: Aggregate, *, classes: tuple[str, ...], threshold: float,
