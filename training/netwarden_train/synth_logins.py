@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from scapy.packet import Packet
 
-from .synth_tcp import Conn, close, conn
+from .synth_tcp import Conn, close, conn, log_uniform
 
 Step = Callable[[Conn, float, float], float]  # (connection, time, rtt) -> time
 
@@ -37,7 +37,7 @@ def _word(rng: random.Random, lo: int, hi: int) -> bytes:
 def _talk(c: Conn, t: float, rtt: float, ask: bytes, answer: bytes, *, wait: float = 0.0) -> float:
     """Client sends ``ask``; the server answers ``answer`` after ``wait`` (+ half an RTT)."""
     t = c.send(t, True, ask)
-    return c.send(t + rtt / 2 + wait + c.rng.uniform(1e-5, 5e-4), False, answer)
+    return c.send(t + rtt / 2 + wait + log_uniform(c.rng, 2e-6, 5e-4), False, answer)
 
 
 @dataclass(frozen=True)
@@ -366,7 +366,7 @@ def brute_force(out: list[Packet], rng: random.Random, t: float, proto: Proto) -
     fail_wait = rng.choice(
         [0.0, rng.uniform(0.2, 1.0), rng.uniform(1.0, 3.2), rng.uniform(1.5, 2.5)]
     )
-    rtt = rng.uniform(2e-4, 0.08)
+    rtt = log_uniform(rng, 5e-5, 0.1)
     tasks = rng.choice([1, 1, 2, 4])  # parallel connections start side by side
     for _ in range(rng.randint(4, 25)):
         c = conn(out, rng, attacker, server, port)  # stacks per connection: more variety
@@ -404,7 +404,7 @@ def user_logins(out: list[Packet], rng: random.Random, t: float, proto: Proto) -
     server = f"192.168.1.{rng.randint(1, 254)}"
     for _ in range(rng.randint(2, 8)):
         client = f"192.168.1.{rng.randint(1, 254)}"
-        rtt = rng.uniform(2e-4, 0.05)
+        rtt = log_uniform(rng, 5e-5, 0.06)
         c = conn(out, rng, client, server, rng.choice(proto.ports))
         u = proto.opening(c, c.handshake(t, rtt), rtt)
         if rng.random() < 0.25:

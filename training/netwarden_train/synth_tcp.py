@@ -12,6 +12,7 @@ are pure ACKs). ``conn`` draws one client and one server stack per connection.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +45,12 @@ SYN_OPTS: dict[str, list[Any]] = {
     "bare": [("MSS", 1460)],
 }
 _TS_OPTS = [("NOP", None), ("NOP", None), _TS]
+
+
+def log_uniform(rng: random.Random, lo: float, hi: float) -> float:
+    """A value between ``lo`` and ``hi``, uniform in log scale (timings span decades: the
+    model sees log-scaled IATs, so 2 us and 200 us are as far apart as 2 ms and 200 ms)."""
+    return math.exp(rng.uniform(math.log(lo), math.log(hi)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,10 +143,11 @@ class Conn(_Tcp):  # type: ignore[misc]  # demo_traffic is not typed for mypy he
         for i in range(0, len(data), mss):
             last = i + mss >= len(data)
             self._pkt(end, from_client, "PA" if last else "A", data[i : i + mss])
-            end += self.rng.uniform(2e-6, 120e-6)
+            end += log_uniform(self.rng, 1e-6, 2e-4)  # back to back, or paced
         peer = self.sstack if from_client else self.cstack
         if data and self.rng.random() < peer.ack_p:
-            lag = max(self.rng.uniform(5e-6, 4e-4), peer.ack_delay_s * self.rng.uniform(0.5, 1))
+            delayed = peer.ack_delay_s * self.rng.uniform(0.5, 1)
+            lag = max(log_uniform(self.rng, 2e-6, 5e-4), delayed)
             self._pkt(end + lag, not from_client, "A")
             self._drift(not from_client)
         return end
