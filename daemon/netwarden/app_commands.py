@@ -40,10 +40,11 @@ def apply_logging(args: argparse.Namespace, cfg: Config) -> None:
 
 
 # Replay is throughput-bound (a file, nobody waiting on an alert): bigger batches amortise the
-# per-batch cost of scoring and alert building, unless the config file sets [batching]
-# max_batch itself.  Measured on the 100k bench capture (2 shared cores): ONNX 2.2 us/flow at
-# 256, 2.1 at 1024, 2.9 at 4096 (out of cache), so 1024.
-REPLAY_MAX_BATCH = 1024
+# per-batch cost of scoring, the alert gate and alert building, unless the config file sets
+# [batching] max_batch itself.  Measured 2026-12-04 (2 shared cores, pipeline timer, 2 runs
+# each): bench-1m.pcap (floods: 582k flows) 2.07 s at 1024, 1.90 at 4096, 1.78 at 8192;
+# bench-benign-1m.pcap (70k flows, all distinct) 0.97-1.23 s at 1024, 0.84 at 4096 and 8192.
+REPLAY_MAX_BATCH = 4096
 
 
 def replay_config(args: argparse.Namespace) -> Config:
