@@ -22,6 +22,7 @@ from netwarden.scoring import Scores, load_model
 from netwarden.scoring.manifest import Manifest
 from prometheus_client import CollectorRegistry
 
+REPO = Path(__file__).resolve().parent.parent
 S = 1_000_000_000
 T0 = 1_700_000_000 * S
 
@@ -303,3 +304,45 @@ def test_a_replay_gives_the_same_alerts_every_time(tmp_path: Path) -> None:
     assert outs[0] == outs[1] == outs[2]
     docs = [json.loads(line) for line in outs[0].splitlines()]
     assert any(d["event"]["dataset"] == "netwarden.alert_summary" for d in docs)
+
+
+@pytest.mark.shared_data
+def test_a_live_pipeline_holds_lone_flows_and_drops_them_when_the_link_goes_quiet(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """dns-edns.pcap as a live source with the shipped model: its 5 lone DNS answers are held
+    (the partition's commits stay below them), then the quiet link's clock ticks past the
+    window and drops them: no alert, 5 uncorroborated rows in the flow log."""
+    from netwarden.app import Hooks
+    from netwarden.app_build import build_pipeline
+    from netwarden.capture import open_capture
+    from netwarden.config import Config
+    from test_app import FakeTime, MemorySource, _sample
+
+    with open_capture(shared_data / "pcaps" / "benign" / "dns-edns.pcap", max_frames=64) as r:
+        batches = list(r)
+    src = MemorySource(batches, quiet=3)
+    t = FakeTime(wall=int(batches[-1].ts_ns.max()) / 1e9 + 10_000)  # far past every timeout
+    cfg = Config().with_overrides(
+        model_dir=REPO / "models" / "netwarden-cic", alert_sinks=[str(tmp_path / "a.jsonl")],
+        flow_log=str(tmp_path / "f.jsonl"))
+    m = Metrics(registry=CollectorRegistry())
+    hooks = Hooks()
+    with build_pipeline(cfg, m, source=src, clock=t.clock(), hooks=hooks) as pipe:
+        held: list[tuple[int, int]] = []  # (watermark, lowest held seq) while flows wait
+
+        def on_commit(marks: dict[int, int]) -> None:
+            low = pipe.s.policy.min_pending_seq(0)
+            if low is not None:
+                held.append((marks[0], low))
+
+        hooks.on_commit.append(on_commit)
+        s = pipe.run()
+    assert held and all(mark <= low for mark, low in held)  # never committed past them
+    assert (tmp_path / "a.jsonl").read_text() == "" and s.flows_alerted == 0
+    log = [json.loads(line) for line in (tmp_path / "f.jsonl").read_text().splitlines()]
+    assert len(log) == s.flows == 73
+    assert sum(d["netwarden"].get("suppressed") == "uncorroborated" for d in log) == 5
+    assert _sample(m, "netwarden_alerts_suppressed_total", reason="uncorroborated") == 5
+    assert _sample(m, "netwarden_alerts_held") == 0
+    assert src.commits[-1] == {0: sum(len(b) for b in batches)}  # all done in the end
