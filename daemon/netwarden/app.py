@@ -1,8 +1,9 @@
 """The pipeline: the one module that knows every stage and moves data between them.
 
-``source -> decode -> flow table -> batcher -> scorer -> alert policy -> sinks``, with metrics
-observing each step.  :class:`Pipeline` runs until the source ends or :meth:`Pipeline.stop` is
-called, then flushes the flow table, drains the batcher and flushes the sinks.  An error
+``source -> decode -> flow table -> batcher -> scorer -> alert policy (and its gate) -> sinks``,
+with metrics observing each step.  :class:`Pipeline` runs until the source ends or
+:meth:`Pipeline.stop` is called, then flushes the flow table, drains the batcher, flushes the
+alert gate (held lone flows are decided, open summaries written) and flushes the sinks.  An error
 inside a stage is logged and counted in ``errors{stage}``; the loop goes on with the next
 batch.  Building a pipeline from a config lives in :mod:`netwarden.app_build`; the stage,
 hook and clock types in :mod:`netwarden.app_stages`.
