@@ -50,6 +50,8 @@ class Proto:
     opening: Step
     attempt: Callable[[Conn, float, float, float, bool], float]
     work: Step
+    min_guesses: int = 1  # per connection: one HTTP request or one SMB session setup is, as a
+    # flow, any web or file-share client (they raised CIC-IDS2017 BENIGN false alarms)
 
 
 # ---- FTP ----------------------------------------------------------------------------------
@@ -327,8 +329,8 @@ PROTOS: dict[str, Proto] = {
     "telnet": Proto("telnet", (23, 23, 2323), _telnet_open, _telnet_try, _ssh_work),
     "pop3": Proto("pop3", (110,), _pop_open, _pop_try, _pop_work),
     "imap": Proto("imap", (143,), _imap_open, _imap_try, _imap_work),
-    "http": Proto("http", (80, 8080, 8000), _none, _http_try, _http_work),
-    "smb": Proto("smb", (445, 139), _smb_open, _smb_try, _smb_work),
+    "http": Proto("http", (80, 8080, 8000), _none, _http_try, _http_work, min_guesses=3),
+    "smb": Proto("smb", (445, 139), _smb_open, _smb_try, _smb_work, min_guesses=2),
 }
 
 
@@ -371,7 +373,8 @@ def brute_force(out: list[Packet], rng: random.Random, t: float, proto: Proto) -
     for _ in range(rng.randint(4, 25)):
         c = conn(out, rng, attacker, server, port)  # stacks per connection: more variety
         u = proto.opening(c, c.handshake(t + rng.uniform(0, 0.05) * (tasks - 1), rtt), rtt)
-        for _ in range(rng.randint(*tool.per_conn)):
+        lo, hi = tool.per_conn
+        for _ in range(rng.randint(max(lo, proto.min_guesses), max(hi, proto.min_guesses))):
             u = proto.attempt(
                 c, u + rng.uniform(*tool.pace), rtt, fail_wait * rng.uniform(0.8, 1.2), False
             )
