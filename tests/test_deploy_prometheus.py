@@ -72,6 +72,8 @@ def test_dashboard_covers_the_issue_and_uses_the_provisioned_datasource() -> Non
         "netwarden_flows_ended_total",
         "netwarden_capture_kernel_drops_total",
         "netwarden_alerts_total",
+        "netwarden_alerts_suppressed_total",
+        "netwarden_alerts_held",
         "netwarden_inference_latency_seconds_bucket",
         "netwarden_inference_batch_size_bucket",
         "netwarden_model_info",

@@ -49,6 +49,8 @@ _REASONS = tuple(r.label for r in EndReason)
 # Every ``errors{stage}`` value the pipeline counts (plus "capture", the live reader's), so the
 # series exist at 0 from start-up for alert rules like ``increase(netwarden_errors_total[5m])``.
 STAGES = ("capture", "decode", "flows", "scoring", "alerts", "sink", "commit", "hook", "close")
+# Every ``alerts_suppressed{reason}`` value the alert path counts (the Kafka sink adds its own).
+SUPPRESS_REASONS = ("allowlist", "aggregated", "uncorroborated")
 
 
 class Pipeline:
@@ -87,6 +89,7 @@ class Pipeline:
         self.m.init_series(self.m.frames_skipped, "reason",
                            (*READER_SKIP_NAMES, *self.s.skip_names))
         self.m.init_series(self.m.errors, "stage", STAGES)
+        self.m.init_series(self.m.alerts_suppressed, "reason", SUPPRESS_REASONS)
         self._init_alert_labels()
 
     def _init_alert_labels(self) -> None:
