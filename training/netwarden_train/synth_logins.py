@@ -1,13 +1,9 @@
-"""Password logins over TCP for generated captures: the guessing tools and the real users.
+"""Password logins over TCP for generated captures: one ``Proto`` per service.
 
-One ``Proto`` per service (FTP, SSH, telnet, POP3, IMAP, HTTP basic auth and login forms,
-SMB/NTLM) knows how a session opens (server-first banner or client hello), how one password
-attempt looks on the wire and how a successful session continues. ``brute_force`` drives a
-tool run (hydra, medusa, ncrack, patator, nmap scripts: guesses per connection, pacing,
-parallel tasks, how the tool hangs up, pauses as if a fail2ban-like jail were being dodged)
-against one server whose failure delay is drawn (0 to ~3 s); ``user_logins`` makes the
-benign counterpart: successful logins, sometimes after one mistyped password, then work.
-Both sides draw their TCP stacks per scenario (``synth_tcp``).
+FTP, SSH, telnet, POP3, IMAP, HTTP basic auth and login forms, SMB/NTLM: each knows how a
+session opens (server-first banner or client hello), how one password attempt looks on the
+wire (the server's failure delay is a parameter) and how a logged-in user continues. The tool
+runs and the users that drive them are in ``synth_runs``; the TCP stacks in ``synth_tcp``.
 """
 
 from __future__ import annotations
@@ -16,9 +12,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from scapy.packet import Packet
-
-from .synth_tcp import Conn, close, conn, log_uniform
+from .synth_tcp import Conn, log_uniform
 
 Step = Callable[[Conn, float, float], float]  # (connection, time, rtt) -> time
 
@@ -34,7 +28,7 @@ def _word(rng: random.Random, lo: int, hi: int) -> bytes:
     )
 
 
-def _talk(c: Conn, t: float, rtt: float, ask: bytes, answer: bytes, *, wait: float = 0.0) -> float:
+def talk(c: Conn, t: float, rtt: float, ask: bytes, answer: bytes, *, wait: float = 0.0) -> float:
     """Client sends ``ask``; the server answers ``answer`` after ``wait`` (+ half an RTT)."""
     t = c.send(t, True, ask)
     return c.send(t + rtt / 2 + wait + log_uniform(c.rng, 2e-6, 5e-4), False, answer)
@@ -76,10 +70,10 @@ def _ftp_open(c: Conn, t: float, rtt: float) -> float:
 def _ftp_try(c: Conn, t: float, rtt: float, wait: float, ok: bool) -> float:
     rng = c.rng
     user = rng.choice([b"admin", b"root", b"ftp", b"anonymous", _word(rng, 1, 8)])
-    t = _talk(c, t, rtt, b"USER " + user + b"\r\n", b"331 Please specify the password.\r\n")
+    t = talk(c, t, rtt, b"USER " + user + b"\r\n", b"331 Please specify the password.\r\n")
     pw = b"PASS " + _word(rng, 1, 14) + b"\r\n"
     ans = b"230 Login successful.\r\n" if ok else b"530 Login incorrect.\r\n"
-    return _talk(c, t + rng.uniform(1e-4, 2e-3), rtt, pw, ans, wait=0.0 if ok else wait)
+    return talk(c, t + rng.uniform(1e-4, 2e-3), rtt, pw, ans, wait=0.0 if ok else wait)
 
 
 def _ftp_work(c: Conn, t: float, rtt: float) -> float:
@@ -95,8 +89,8 @@ def _ftp_work(c: Conn, t: float, rtt: float) -> float:
         ],
         c.rng.randint(2, 6),
     ):
-        t = _talk(c, t + c.rng.uniform(0.2, 4), rtt, cmd, b"200 " + _rb(c.rng, 10, 60) + b"\r\n")
-    return _talk(c, t + c.rng.uniform(0.5, 10), rtt, b"QUIT\r\n", b"221 Goodbye.\r\n")
+        t = talk(c, t + c.rng.uniform(0.2, 4), rtt, cmd, b"200 " + _rb(c.rng, 10, 60) + b"\r\n")
+    return talk(c, t + c.rng.uniform(0.5, 10), rtt, b"QUIT\r\n", b"221 Goodbye.\r\n")
 
 
 # ---- SSH ----------------------------------------------------------------------------------
@@ -134,9 +128,9 @@ def _ssh_open(c: Conn, t: float, rtt: float) -> float:
     t = c.send(t + rng.uniform(1e-4, 4e-2), True, rng.choice([bytes(44), bytes(52)]))
     t = c.send(t + rtt / 2, False, rng.choice([bytes(44), bytes(52)]))
     if rng.random() < 0.6:  # "none" auth, answered with the allowed methods
-        t = _talk(c, t + rng.uniform(1e-4, 3e-3), rtt, _rb(rng, 60, 84), _rb(rng, 52, 84))
+        t = talk(c, t + rng.uniform(1e-4, 3e-3), rtt, _rb(rng, 60, 84), _rb(rng, 52, 84))
     if rng.random() < 0.5:  # a public key offered first (the client's ~/.ssh), refused
-        t = _talk(c, t + rng.uniform(1e-4, 3e-3), rtt, _rb(rng, 300, 460), _rb(rng, 52, 84))
+        t = talk(c, t + rng.uniform(1e-4, 3e-3), rtt, _rb(rng, 300, 460), _rb(rng, 52, 84))
     return t
 
 
@@ -146,7 +140,7 @@ def _ssh_try(c: Conn, t: float, rtt: float, wait: float, ok: bool) -> float:
     rng = c.rng
     ans = bytes(rng.choice([28, 36])) if ok else rng.randbytes(rng.choice([52, 56, 68, 84]))
     guess = rng.randbytes(rng.choice([84, 100, 116, 132, 152]))
-    t = _talk(c, t, rtt, guess, ans, wait=0.0 if ok else wait)
+    t = talk(c, t, rtt, guess, ans, wait=0.0 if ok else wait)
     if not ok and rng.random() < 0.3:
         t = c.send(t + rng.uniform(1e-4, 2e-3), True, rng.randbytes(rng.choice([36, 52, 84])))
     return t
@@ -155,16 +149,16 @@ def _ssh_try(c: Conn, t: float, rtt: float, wait: float, ok: bool) -> float:
 def _ssh_work(c: Conn, t: float, rtt: float) -> float:
     """Channel open, a shell, keystrokes echoed, some output, exit."""
     rng = c.rng
-    t = _talk(c, t + rng.uniform(1e-3, 0.05), rtt, _rb(rng, 100, 400), _rb(rng, 400, 1500))
+    t = talk(c, t + rng.uniform(1e-3, 0.05), rtt, _rb(rng, 100, 400), _rb(rng, 400, 1500))
     for _ in range(rng.randint(5, 60)):
-        t = _talk(
+        t = talk(
             c,
             t + rng.expovariate(4.0),
             rtt,
             bytes(36),
             bytes(36) if rng.random() < 0.8 else _rb(rng, 100, 3000),
         )
-    return _talk(c, t + rng.uniform(0.5, 5), rtt, _rb(rng, 36, 100), _rb(rng, 36, 200))
+    return talk(c, t + rng.uniform(0.5, 5), rtt, _rb(rng, 36, 100), _rb(rng, 36, 200))
 
 
 # ---- telnet, POP3, IMAP -------------------------------------------------------------------
@@ -180,9 +174,9 @@ def _telnet_open(c: Conn, t: float, rtt: float) -> float:
 
 def _telnet_try(c: Conn, t: float, rtt: float, wait: float, ok: bool) -> float:
     rng = c.rng
-    t = _talk(c, t, rtt, rng.choice([b"admin\r\n", b"root\r\n", b"pi\r\n"]), b"Password: ")
+    t = talk(c, t, rtt, rng.choice([b"admin\r\n", b"root\r\n", b"pi\r\n"]), b"Password: ")
     ans = _rb(rng, 200, 900) + b"$ " if ok else b"\r\nLogin incorrect\r\nlogin: "
-    return _talk(
+    return talk(
         c,
         t + rng.uniform(1e-3, 0.05),
         rtt,
@@ -198,9 +192,9 @@ def _pop_open(c: Conn, t: float, rtt: float) -> float:
 
 
 def _pop_try(c: Conn, t: float, rtt: float, wait: float, ok: bool) -> float:
-    t = _talk(c, t, rtt, b"USER " + c.rng.choice([b"info", b"admin", b"bob"]) + b"\r\n", b"+OK\r\n")
+    t = talk(c, t, rtt, b"USER " + c.rng.choice([b"info", b"admin", b"bob"]) + b"\r\n", b"+OK\r\n")
     ans = b"+OK Logged in.\r\n" if ok else b"-ERR [AUTH] Authentication failed.\r\n"
-    return _talk(
+    return talk(
         c,
         t + c.rng.uniform(1e-4, 3e-3),
         rtt,
@@ -212,12 +206,12 @@ def _pop_try(c: Conn, t: float, rtt: float, wait: float, ok: bool) -> float:
 
 def _pop_work(c: Conn, t: float, rtt: float) -> float:
     rng = c.rng
-    t = _talk(c, t + 0.01, rtt, b"STAT\r\n", b"+OK 3 48213\r\n")
+    t = talk(c, t + 0.01, rtt, b"STAT\r\n", b"+OK 3 48213\r\n")
     for i in range(rng.randint(1, 5)):
-        t = _talk(
+        t = talk(
             c, t + rng.uniform(1e-3, 0.1), rtt, b"RETR %d\r\n" % (i + 1), _rb(rng, 800, 40_000)
         )
-    return _talk(c, t + 0.01, rtt, b"QUIT\r\n", b"+OK Logging out.\r\n")
+    return talk(c, t + 0.01, rtt, b"QUIT\r\n", b"+OK Logging out.\r\n")
 
 
 def _imap_open(c: Conn, t: float, rtt: float) -> float:
@@ -228,7 +222,7 @@ def _imap_open(c: Conn, t: float, rtt: float) -> float:
         b"SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ AUTH=PLAIN] Dovecot ready.\r\n",
     )
     if c.rng.random() < 0.5:
-        t = _talk(c, t + 1e-3, rtt, b"a1 CAPABILITY\r\n", _rb(c.rng, 150, 260))
+        t = talk(c, t + 1e-3, rtt, b"a1 CAPABILITY\r\n", _rb(c.rng, 150, 260))
     return t
 
 
@@ -239,21 +233,21 @@ def _imap_try(c: Conn, t: float, rtt: float, wait: float, ok: bool) -> float:
         if ok
         else b"a2 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"
     )
-    return _talk(c, t, rtt, ask, ans, wait=0.0 if ok else wait)
+    return talk(c, t, rtt, ask, ans, wait=0.0 if ok else wait)
 
 
 def _imap_work(c: Conn, t: float, rtt: float) -> float:
     rng = c.rng
-    t = _talk(c, t + 0.01, rtt, b"a3 SELECT INBOX\r\n", _rb(rng, 300, 600))
+    t = talk(c, t + 0.01, rtt, b"a3 SELECT INBOX\r\n", _rb(rng, 300, 600))
     for i in range(rng.randint(1, 6)):
-        t = _talk(
+        t = talk(
             c,
             t + rng.uniform(1e-3, 2),
             rtt,
             b"a%d FETCH %d BODY[]\r\n" % (i + 4, i),
             _rb(rng, 500, 30_000),
         )
-    return _talk(c, t + 0.05, rtt, b"a9 LOGOUT\r\n", b"* BYE\r\na9 OK Logout completed.\r\n")
+    return talk(c, t + 0.05, rtt, b"a9 LOGOUT\r\n", b"* BYE\r\na9 OK Logout completed.\r\n")
 
 
 # ---- HTTP basic auth / login form, SMB ----------------------------------------------------
@@ -282,12 +276,12 @@ def _http_try(c: Conn, t: float, rtt: float, wait: float, ok: bool) -> float:
         ask = b"POST /login.php HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
         ans = b"HTTP/1.1 302 Found\r\n" if ok else _rb(rng, 300, 4000)
         ask += body
-    return _talk(c, t, rtt, ask, ans, wait=rng.uniform(1e-3, 0.03) + (0.0 if ok else wait / 4))
+    return talk(c, t, rtt, ask, ans, wait=rng.uniform(1e-3, 0.03) + (0.0 if ok else wait / 4))
 
 
 def _http_work(c: Conn, t: float, rtt: float) -> float:
     for _ in range(c.rng.randint(1, 6)):
-        t = _talk(
+        t = talk(
             c,
             t + c.rng.uniform(0.05, 3),
             rtt,
@@ -299,13 +293,13 @@ def _http_work(c: Conn, t: float, rtt: float) -> float:
 
 
 def _smb_open(c: Conn, t: float, rtt: float) -> float:
-    return _talk(c, t + 1e-3, rtt, _rb(c.rng, 150, 220), _rb(c.rng, 230, 400))  # negotiate
+    return talk(c, t + 1e-3, rtt, _rb(c.rng, 150, 220), _rb(c.rng, 230, 400))  # negotiate
 
 
 def _smb_try(c: Conn, t: float, rtt: float, wait: float, ok: bool) -> float:
     rng = c.rng
-    t = _talk(c, t + 1e-3, rtt, _rb(rng, 140, 200), _rb(rng, 280, 400))  # NTLM negotiate
-    return _talk(
+    t = talk(c, t + 1e-3, rtt, _rb(rng, 140, 200), _rb(rng, 280, 400))  # NTLM negotiate
+    return talk(
         c,
         t + 1e-3,
         rtt,
@@ -317,7 +311,7 @@ def _smb_try(c: Conn, t: float, rtt: float, wait: float, ok: bool) -> float:
 
 def _smb_work(c: Conn, t: float, rtt: float) -> float:
     for _ in range(c.rng.randint(2, 10)):
-        t = _talk(
+        t = talk(
             c, t + c.rng.uniform(1e-3, 0.5), rtt, _rb(c.rng, 100, 300), _rb(c.rng, 100, 20_000)
         )
     return t
@@ -332,87 +326,3 @@ PROTOS: dict[str, Proto] = {
     "http": Proto("http", (80, 8080, 8000), _none, _http_try, _http_work, min_guesses=3),
     "smb": Proto("smb", (445, 139), _smb_open, _smb_try, _smb_work, min_guesses=2),
 }
-
-
-@dataclass(frozen=True)
-class Tool:
-    """How one guessing tool run behaves (drawn per scenario)."""
-
-    per_conn: tuple[int, int]  # guesses per connection
-    pace: tuple[float, float]  # client delay before the next guess, seconds
-    gap: tuple[float, float]  # between connections (one task)
-    hangup: str  # "quit" (polite goodbye + FIN) | "fin" | "rst" | "server" (server closes)
-
-
-def draw_tool(rng: random.Random) -> Tool:
-    """hydra (several per connection, fast), medusa / nmap scripts (one per connection),
-    ncrack (varied), patator (one or a few, polite)."""
-    return rng.choice(
-        [
-            Tool((1, 6), (1e-4, 5e-3), (1e-3, 0.3), rng.choice(["rst", "fin", "server"])),
-            Tool((1, 1), (1e-4, 2e-2), (0.01, 1.0), rng.choice(["quit", "fin", "rst"])),
-            Tool((1, 6), (1e-3, 1.0), (0.05, 2.0), rng.choice(["fin", "server", "quit"])),
-            Tool((1, 3), (1e-3, 0.1), (0.005, 0.5), "quit"),
-        ]
-    )
-
-
-def brute_force(out: list[Packet], rng: random.Random, t: float, proto: Proto) -> None:
-    """One tool run against one server: 4-25 connections, each a few failed guesses."""
-    tool = draw_tool(rng)
-    attacker, server = (
-        f"172.16.{rng.randint(0, 255)}.{rng.randint(1, 254)}",
-        f"192.168.1.{rng.randint(1, 254)}",
-    )
-    port = rng.choice(proto.ports)
-    fail_wait = rng.choice(
-        [0.0, rng.uniform(0.2, 1.0), rng.uniform(1.0, 3.2), rng.uniform(1.5, 2.5)]
-    )
-    rtt = log_uniform(rng, 5e-5, 0.1)
-    tasks = rng.choice([1, 1, 2, 4])  # parallel connections start side by side
-    for _ in range(rng.randint(4, 25)):
-        c = conn(out, rng, attacker, server, port)  # stacks per connection: more variety
-        u = proto.opening(c, c.handshake(t + rng.uniform(0, 0.05) * (tasks - 1), rtt), rtt)
-        lo, hi = tool.per_conn
-        for _ in range(rng.randint(max(lo, proto.min_guesses), max(hi, proto.min_guesses))):
-            u = proto.attempt(
-                c, u + rng.uniform(*tool.pace), rtt, fail_wait * rng.uniform(0.8, 1.2), False
-            )
-        _hangup(c, u, rtt, proto, tool.hangup)
-        t = (t if tasks > 1 and rng.random() < 0.6 else u) + rng.uniform(*tool.gap)
-        if rng.random() < 0.05:  # the tool backs off as if a jail had been triggered
-            t += rng.uniform(30, 600)
-
-
-def _hangup(c: Conn, t: float, rtt: float, proto: Proto, how: str) -> None:
-    if how == "quit" and proto.name in ("ftp", "pop3"):
-        t = _talk(c, t + 1e-3, rtt, b"QUIT\r\n", b"221 Goodbye.\r\n")
-    elif how == "quit" and proto.name == "ssh":
-        t = c.send(t + 1e-3, True, c.rng.randbytes(c.rng.choice([36, 52, 64])))  # disconnect
-    if how == "server":
-        close(
-            c,
-            t + c.rng.uniform(1e-4, 1e-2),
-            rtt,
-            client_first=False,
-            how=c.rng.choice(["fin", "fin-rst"]),
-        )
-    else:
-        close(c, t + c.rng.uniform(1e-4, 5e-3), rtt, how="rst" if how == "rst" else "fin")
-
-
-def user_logins(out: list[Packet], rng: random.Random, t: float, proto: Proto) -> None:
-    """Real users: 2-8 sessions, each a successful login (after one typo in one of four),
-    then work, then a normal close."""
-    server = f"192.168.1.{rng.randint(1, 254)}"
-    for _ in range(rng.randint(2, 8)):
-        client = f"192.168.1.{rng.randint(1, 254)}"
-        rtt = log_uniform(rng, 5e-5, 0.06)
-        c = conn(out, rng, client, server, rng.choice(proto.ports))
-        u = proto.opening(c, c.handshake(t, rtt), rtt)
-        if rng.random() < 0.25:
-            u = proto.attempt(c, u + rng.uniform(1, 8), rtt, rng.uniform(0.5, 3), False)
-        u = proto.attempt(c, u + rng.uniform(0.5, 8), rtt, 0.0, True)
-        u = proto.work(c, u, rtt)
-        close(c, u + rng.uniform(1e-3, 1), rtt, client_first=rng.random() < 0.7)
-        t += rng.uniform(5, 120)

@@ -30,7 +30,8 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Packet, Raw
 from scapy.utils import wrpcap
 
-from .synth_logins import PROTOS, brute_force, user_logins
+from .synth_logins import PROTOS
+from .synth_runs import brute_force, user_logins
 from .synth_tcp import SYN_OPTS, client_stack, close, conn, log_uniform, stack_pair
 from .table import FlowTable
 
