@@ -127,3 +127,18 @@ def test_roc_auc_and_detection_against_brute_force() -> None:
     assert d["fpr"] <= 0.01 and d["detection_rate"] == pytest.approx((pos >= d["threshold"]).mean())
     fpr, tpr, _ = roc_curve(p1, y == 1)
     assert fpr[0] == 0 and tpr[-1] == 1
+
+
+def test_weight_cells_keep_capture_names_whole_unless_told() -> None:
+    from types import SimpleNamespace
+
+    from netwarden_train.run import weight_cells
+
+    t = SimpleNamespace(family=np.array(["BruteForce", "Infiltration", "DoS"]),
+                        origin=np.array(["capture", "csv", "capture"]),
+                        source=np.array(["synth-brute-ssh", "day3.csv", "udp-amplification-x"]))
+    assert weight_cells(t).tolist() == [
+        "BruteForce|capture|synth-brute-ssh", "Infiltration|csv", "DoS|capture|udp-amplification-x"]
+    # the cells models up to 0.4.0 were trained with: names cut to 20 characters
+    assert weight_cells(t, width=20).tolist() == [
+        "BruteForce|capture|s", "Infiltration|csv", "DoS|capture|udp-ampl"]

@@ -56,6 +56,9 @@ class TrainConfig:
     benign_weight: float = 1.0  # extra loss weight on BENIGN rows (fewer false alarms)
     # extra weight per cell prefix "<family>|<origin>[|file]", e.g. {"BENIGN|capture" = 4.0}
     cell_weight: dict[str, float] = field(default_factory=dict)
+    # cut cell names to this many characters (0: never). 20 reproduces the cells that
+    # models 0.3.0 and 0.4.0 were trained with (a fixed-width array truncated them then)
+    cell_name_width: int = 0
     balanced_sampling: bool = False
     device: str = "auto"  # auto | cpu | cuda
 

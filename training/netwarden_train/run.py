@@ -48,7 +48,8 @@ def train_on_split(
     tr = _repeat_captures(t, split.train, cfg.data.capture_repeat)
     x = t.x.astype(np.float32)
     mean, std = fit_scaler(t.x[tr])
-    x_tr, y_tr, cells = x[tr], y[tr], weight_cells(t.take(tr))
+    x_tr, y_tr = x[tr], y[tr]
+    cells = weight_cells(t.take(tr), width=cfg.train.cell_name_width)
     if cfg.augment.time_scale > 0 and cfg.augment.time_scale_copies > 0:
         x_tr, y_tr, cells = _time_augment(cfg, t.x[tr], (x_tr, y_tr, cells), t.origin[tr])
     model = Classifier(
@@ -93,13 +94,19 @@ def _time_augment(
     return np.concatenate(xs), np.concatenate(ys), np.concatenate(cs)
 
 
-def weight_cells(t: Any) -> np.ndarray:
+def weight_cells(t: Any, width: int = 0) -> np.ndarray:
     """The loss-weighting cell of each row: "family|csv", or "family|capture|file" (every
-    capture is its own network and gets its own share, however many flows it has)."""
-    cell = np.char.add(np.char.add(t.family, "|"), t.origin)
-    cap = t.origin == "capture"
-    cell[cap] = np.char.add(np.char.add(cell[cap], "|"), t.source[cap])
-    return cell
+    capture is its own network and gets its own share, however many flows it has).
+
+    ``width`` > 0 cuts every name to that many characters: models up to 0.4.0 were trained
+    with names cut to 20 by a fixed-width array (``train.cell_name_width = 20`` reproduces
+    them); 0 keeps them whole.
+    """
+    base = np.char.add(np.char.add(t.family, "|"), t.origin)
+    full = np.char.add(np.char.add(base, "|"), t.source)  # its own width: nothing cut short
+    if width > 0:
+        base, full = base.astype(f"<U{width}"), full.astype(f"<U{width}")
+    return np.where(t.origin == "capture", full, base)
 
 
 def curves(score: np.ndarray, is_attack: np.ndarray, points: int = 200) -> dict[str, Any]:
