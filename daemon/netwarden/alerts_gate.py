@@ -110,16 +110,6 @@ def concat_scores(parts: list[Scores]) -> Scores:
                   np.concatenate([p.attack_idx for p in parts]), att)
 
 
-def concat_flows(parts: list[EndedFlows]) -> EndedFlows:
-    """Rows of several EndedFlows one after the other."""
-    return EndedFlows(np.concatenate([p.meta for p in parts]),
-                      np.concatenate([p.features for p in parts]))
-
-
-def _take_flows(f: EndedFlows, idx: npt.NDArray[np.intp]) -> EndedFlows:
-    return EndedFlows(f.meta[idx], f.features[idx])
-
-
 class _Held:
     """Lone flows waiting for corroboration, oldest first, with the gate time they came."""
 
@@ -135,7 +125,7 @@ class _Held:
         if self.flows is None or self.scores is None:
             self.flows, self.scores = flows, scores
         else:
-            self.flows = concat_flows([self.flows, flows])
+            self.flows = EndedFlows.concat([self.flows, flows])
             self.scores = concat_scores([self.scores, scores])
         self.since = np.concatenate([self.since, since])
 
@@ -143,10 +133,10 @@ class _Held:
         """Remove and return the rows where ``out`` is True."""
         assert self.flows is not None and self.scores is not None
         idx, keep = np.flatnonzero(out), np.flatnonzero(~out)
-        taken = (_take_flows(self.flows, idx), take_scores(self.scores, idx))
+        taken = (self.flows.take(idx), take_scores(self.scores, idx))
         self.since = self.since[keep]
         if keep.size:
-            self.flows, self.scores = _take_flows(self.flows, keep), take_scores(self.scores, keep)
+            self.flows, self.scores = self.flows.take(keep), take_scores(self.scores, keep)
         else:
             self.flows = self.scores = None
         return taken
@@ -244,7 +234,7 @@ class AlertGate:
             waiting = lone[~self._corroborated(m[lone], sensor)]
             decision[waiting] = Decision.HELD
             if waiting.size:
-                self._held.add(_take_flows(flows, waiting), take_scores(scores, waiting),
+                self._held.add(flows.take(waiting), take_scores(scores, waiting),
                                self._clock[waiting])
         return self._recheck(sensor)
 
@@ -293,7 +283,7 @@ class AlertGate:
         if len(parts) == 1:
             flows, scores, decision = parts[0]
         else:
-            flows = concat_flows([p[0] for p in parts])
+            flows = EndedFlows.concat([p[0] for p in parts])
             scores = concat_scores([p[1] for p in parts])
             decision = np.concatenate([p[2] for p in parts])
         agg_refs: list[AggRef] = []
@@ -328,5 +318,5 @@ def _no_scores() -> Scores:
     return Scores(np.zeros((0, 0), np.float32), z, i, i, None)
 
 
-__all__ = ["Aggregate", "AlertGate", "Decision", "GateConfig", "Gated", "concat_flows",
-           "concat_scores", "take_scores"]
+__all__ = ["Aggregate", "AlertGate", "Decision", "GateConfig", "Gated", "concat_scores",
+           "take_scores"]

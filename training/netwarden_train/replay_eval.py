@@ -19,6 +19,7 @@ from netwarden.alerts import AlertPolicy, Decided
 from netwarden.alerts_ecs import flow_ids
 from netwarden.app_commands import REPLAY_MAX_BATCH
 from netwarden.config import AlertsConfig
+from netwarden.flows.params import EndedFlows
 from netwarden.scoring.model import Model, load_model
 
 from .captures import extract
@@ -35,11 +36,10 @@ def _alerted_ids(outs: list[Decided | None]) -> set[str]:
     return ids
 
 
-def _replay(model: Model, policy: AlertPolicy, flows: Any) -> set[str]:
+def _replay(model: Model, policy: AlertPolicy, flows: EndedFlows) -> set[str]:
     outs: list[Decided | None] = []
     for i in range(0, len(flows), REPLAY_MAX_BATCH):
-        part = type(flows)(flows.meta[i:i + REPLAY_MAX_BATCH],
-                           flows.features[i:i + REPLAY_MAX_BATCH])
+        part = flows.take(np.arange(i, min(i + REPLAY_MAX_BATCH, len(flows))))
         outs.append(policy.decide(part, model.score(part.features), model.explain))
     outs.append(policy.flush())
     return _alerted_ids(outs)

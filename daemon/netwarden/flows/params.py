@@ -93,6 +93,18 @@ class EndedFlows:
     def __len__(self) -> int:
         return int(self.meta.shape[0])
 
+    def take(self, idx: npt.NDArray[np.intp]) -> EndedFlows:
+        """The rows ``idx``."""
+        return EndedFlows(self.meta[idx], self.features[idx])
+
+    @staticmethod
+    def concat(parts: list[EndedFlows]) -> EndedFlows:
+        """Rows of several batches one after the other (the one batch itself when alone)."""
+        if len(parts) == 1:
+            return parts[0]
+        return EndedFlows(np.concatenate([p.meta for p in parts]),
+                          np.concatenate([p.features for p in parts]))
+
     @staticmethod
     def empty(n_features: int) -> EndedFlows:
         return EndedFlows(

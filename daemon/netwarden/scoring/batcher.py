@@ -13,18 +13,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-import numpy as np
-
 from ..flows.params import EndedFlows
 from ..metrics import Metrics
-
-
-def _concat(parts: list[EndedFlows]) -> EndedFlows:
-    if len(parts) == 1:
-        return parts[0]
-    return EndedFlows(
-        np.concatenate([p.meta for p in parts]), np.concatenate([p.features for p in parts])
-    )
 
 
 class MicroBatcher:
@@ -32,6 +22,7 @@ class MicroBatcher:
 
     Every released batch holds between 1 and ``max_batch`` flows, in arrival order.
 
+    >>> import numpy as np
     >>> from netwarden.flows.params import FLOW_META_DTYPE
     >>> def flows(n): return EndedFlows(np.zeros(n, FLOW_META_DTYPE), np.zeros((n, 2), np.float32))
     >>> t = [0.0]
@@ -117,7 +108,7 @@ class MicroBatcher:
                 self._parts[0] = (t, EndedFlows(head.meta[need:], head.features[need:]))
                 need = 0
         self._pending -= n
-        batch = _concat(parts)
+        batch = EndedFlows.concat(parts)
         if self._metrics is not None:
             self._metrics.batch_size.observe(len(batch))
         return batch
