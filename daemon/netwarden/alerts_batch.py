@@ -28,12 +28,12 @@ from .alerts_batch_reasons import ReasonFields, ReasonRows, reason_dicts
 from .alerts_ecs import (
     _END_REASONS,
     _PORT_PROTOS,
-    _TRANSPORT,
     ECS_VERSION,
     addresses,
     flow_community_ids,
     flow_ids,
     timestamps,
+    transport_name,
 )
 from .alerts_reasons import Explainer
 from .community_id import PROTO_ICMP, PROTO_ICMPV6
@@ -49,7 +49,7 @@ def _table(f: Callable[[int], Any], dtype: Any = object) -> npt.NDArray[Any]:
     return np.array([f(v) for v in range(256)], dtype=dtype)
 
 
-_PROTO_TRANSPORT = _table(lambda p: _TRANSPORT.get(p, str(p)))
+_PROTO_TRANSPORT = _table(transport_name)
 _PROTO_TEXT = _table(str)
 _HAS_PORTS = _table(lambda p: p in _PORT_PROTOS, bool)
 _IS_ICMP = _table(lambda p: p in (PROTO_ICMP, PROTO_ICMPV6), bool)

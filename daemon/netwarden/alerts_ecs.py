@@ -51,6 +51,15 @@ _PORT_PROTOS = frozenset((PROTO_TCP, PROTO_UDP, PROTO_SCTP))
 _END_REASONS = {int(r): r.label for r in EndReason}
 
 
+def transport_name(proto: int) -> str:
+    """ECS ``network.transport`` of an IP protocol number (the number as text when unnamed).
+
+    >>> transport_name(6), transport_name(132), transport_name(253)
+    ('tcp', 'sctp', '253')
+    """
+    return _TRANSPORT.get(proto, str(proto))
+
+
 def is_v4_mapped(hi: int, lo: int) -> bool:
     """True for ``::ffff:a.b.c.d`` (how IPv4 addresses are stored)."""
     return hi == 0 and (lo >> 32) == 0xFFFF
@@ -219,7 +228,7 @@ def _endpoint(row: tuple[Any, ...], side: str, ports: bool) -> dict[str, Any]:
 def _network(row: tuple[Any, ...], seed: int) -> dict[str, Any]:
     proto = row[F["proto"]]
     net: dict[str, Any] = {
-        "transport": _TRANSPORT.get(proto, str(proto)),
+        "transport": transport_name(proto),
         "iana_number": str(proto),
         "type": "ipv6" if row[F["ip_version"]] == 6 else "ipv4",
         "community_id": flow_community_id(row, seed),

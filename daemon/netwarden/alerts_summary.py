@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from .alerts_aggregate import Aggregate
-from .alerts_ecs import _TRANSPORT, ECS_VERSION, format_addr, is_v4_mapped, rfc3339_us
+from .alerts_ecs import ECS_VERSION, format_addr, is_v4_mapped, rfc3339_us, transport_name
 
 
 def summary_doc(agg: Aggregate, *, classes: tuple[str, ...], threshold: float,
@@ -25,7 +25,7 @@ def summary_doc(agg: Aggregate, *, classes: tuple[str, ...], threshold: float,
         "bytes": agg.bytes,
     }
     if len(protos) == 1:
-        network["transport"] = _TRANSPORT.get(protos[0], str(protos[0]))
+        network["transport"] = transport_name(protos[0])
     to = "to" if agg.side == "destination" else "from"
     return {
         "@timestamp": rfc3339_us(agg.last_ns),
@@ -54,7 +54,7 @@ def summary_doc(agg: Aggregate, *, classes: tuple[str, ...], threshold: float,
                 "flows": agg.flows,
                 "packets": agg.packets,
                 "bytes": agg.bytes,
-                "transports": [_TRANSPORT.get(p, str(p)) for p in protos],
+                "transports": [transport_name(p) for p in protos],
                 "window_s": window_s,
                 "alerted_individually": after,
             },
