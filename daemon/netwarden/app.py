@@ -5,7 +5,9 @@ with metrics observing each step.  :class:`Pipeline` runs until the source ends 
 :meth:`Pipeline.stop` is called, then flushes the flow table, drains the batcher, flushes the
 alert gate (held lone flows are decided, open summaries written) and flushes the sinks.  An error
 inside a stage is logged and counted in ``errors{stage}``; the loop goes on with the next
-batch.  Building a pipeline from a config lives in :mod:`netwarden.app_build`; the stage,
+batch.  The flow table runs on a worker thread a few batches ahead of scoring
+(:mod:`netwarden.app_assembly`; a file source also reads one batch ahead), with the same
+results as on one thread.  Building a pipeline from a config lives in :mod:`netwarden.app_build`; the stage,
 hook and clock types in :mod:`netwarden.app_stages`.
 
 Service hooks: ``on_stop`` runs once, as soon as a stop is requested (from the SIGTERM handler,
@@ -29,9 +31,10 @@ from typing import Any
 import numpy as np
 
 from .alerts import Decided
+from .app_assembly import AHEAD_DEPTH, Assembler, Job
 from .app_pace import Pacer, frame_seq_marks
 from .app_stages import Clock, Hooks, Stages
-from .app_summary import Summary, alert_label, flow_label_index
+from .app_summary import Summary, add_counts, alert_label, flow_label_index
 from .capture import READER_SKIP_NAMES
 from .exitcodes import user_error_code
 from .flows.params import EndedFlows, EndReason
@@ -54,7 +57,9 @@ SUPPRESS_REASONS = ("allowlist", "aggregated", "uncorroborated")
 
 
 class Pipeline:
-    """Moves frames from the source to the sinks.  Not thread-safe: one loop, one thread.
+    """Moves frames from the source to the sinks.  Drive it from one thread (not
+    thread-safe); it runs the flow table on a worker thread of its own
+    (:mod:`netwarden.app_assembly`), up to ``assemble_ahead`` batches ahead of scoring.
 
     Args:
         stages: the stage objects.
@@ -63,11 +68,12 @@ class Pipeline:
         commit_interval_s: how often a live source's progress is committed.
         hooks: optional callbacks.
         clock: injected time.
+        assemble_ahead: batches the flow table may run ahead (0: no worker thread).
     """
 
     def __init__(self, stages: Stages, metrics: Metrics, *, realtime: bool = False,
                  commit_interval_s: float = 1.0, hooks: Hooks | None = None,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, assemble_ahead: int = AHEAD_DEPTH) -> None:
         self.s = stages
         self.m = metrics
         self.hooks = hooks or Hooks()
@@ -80,6 +86,7 @@ class Pipeline:
         self._stopping = False
         self._reload_requested = False
         self._finished = False
+        self._assembler = Assembler(stages.table, assemble_ahead)
         self._logged_errors: set[str] = set()
         self._init_series()
 
@@ -154,6 +161,7 @@ class Pipeline:
         if self._finished:
             return
         self._finished = True
+        self._settle()
         self._ended(self._guard("flows", self.s.table.flush, EndReason.END_OF_INPUT))
         self._release(self.s.batcher.drain())
         self._emit(self._guard("alerts", self.s.policy.flush))
@@ -162,6 +170,8 @@ class Pipeline:
 
     def close(self) -> None:
         """Close the source and the sinks (after :meth:`run`)."""
+        self._settle()
+        self._assembler.close()
         for closer in (self.s.source.close, *(k.close for k in self._all_sinks())):
             self._guard("close", closer)
 
@@ -173,6 +183,7 @@ class Pipeline:
 
     def _step(self, batch: FrameBatch) -> None:
         if len(batch) == 0:
+            self._settle()
             if self.s.source.live:  # a quiet link: idle flows expire on the wall clock
                 now_ns = int(self.clock.wall() * 1e9)
                 self._ended(self._guard("flows", self.s.table.expire, now_ns))
@@ -202,24 +213,33 @@ class Pipeline:
             return
         packets, skips = decoded
         self._count_skips(skips)
-        self._ended(self._guard("flows", self.s.table.update, packets))
-        self.m.active_flows.set(self.s.table.active)
+        self._assembler.submit(packets)  # flows assembled on the worker...
+        for job in self._assembler.ready():  # ...while earlier batches' ended flows are scored
+            self._assembled(job)
+
+    def _settle(self) -> None:
+        """Take the flow table back from the worker: finish every pending batch's flows."""
+        for job in self._assembler.drain():
+            self._assembled(job)
+
+    def _assembled(self, job: Job) -> None:
+        done = self._guard("flows", job.result)
+        if done is _FAILED:
+            return
+        ended, active = done
+        self.m.active_flows.set(active)
+        self._ended(ended)
         self._release(self.s.batcher.poll())
 
     def _count_skips(self, skips: Any) -> None:
-        for name, count in zip(self.s.skip_names, np.asarray(skips).tolist(), strict=False):
-            if count:
-                self.m.frames_skipped.labels(reason=name).inc(count)
-                self.summary.skipped[name] += count
+        add_counts(self.summary.skipped, self.s.skip_names, skips, self.m.frames_skipped)
 
     def _ended(self, flows: EndedFlows) -> None:
         if flows is _FAILED or len(flows) == 0:
             return
-        counts = np.bincount(flows.meta["end_reason"], minlength=len(_REASONS))
-        for reason, count in zip(_REASONS, counts.tolist(), strict=False):
-            if count:
-                self.m.flows_ended.labels(reason=reason).inc(count)
-                self.summary.flows_by_reason[reason] += count
+        add_counts(self.summary.flows_by_reason, _REASONS,
+                   np.bincount(flows.meta["end_reason"], minlength=len(_REASONS)),
+                   self.m.flows_ended)
         self.summary.flows += len(flows)
         self._release(self.s.batcher.add(flows))
 
@@ -248,10 +268,8 @@ class Pipeline:
         if out.flow_log:
             self._write(self.s.flow_sinks, out.flow_log)
         classes = self.s.model.manifest.classes
-        alerted = np.bincount(out.scores.attack_idx[out.alerted], minlength=len(classes))
-        for i, count in enumerate(alerted.tolist()):
-            if count:
-                self.summary.flows_alerted_by_label[classes[i]] += count
+        add_counts(self.summary.flows_alerted_by_label, classes,
+                   np.bincount(out.scores.attack_idx[out.alerted], minlength=len(classes)))
         for doc in out.alerts:  # the policy counts alerts{label} in the metrics itself
             self.summary.alerts_by_label[alert_label(doc)] += 1
         for hook in self.hooks.on_decided:
@@ -260,9 +278,8 @@ class Pipeline:
     def _count_flow_labels(self, scores: Any) -> None:
         manifest = self.s.model.manifest
         idx = flow_label_index(manifest.benign_index, scores, self.threshold)
-        for i, count in enumerate(np.bincount(idx, minlength=len(manifest.classes)).tolist()):
-            if count:
-                self.summary.flows_by_label[manifest.classes[i]] += count
+        add_counts(self.summary.flows_by_label, manifest.classes,
+                   np.bincount(idx, minlength=len(manifest.classes)))
 
     @property
     def threshold(self) -> float:
@@ -288,6 +305,7 @@ class Pipeline:
     def _commit(self) -> None:
         """Score what waits, flush the sinks, then tell the source what is safe to commit."""
         self._last_commit = self.clock.monotonic()
+        self._settle()
         self._release(self.s.batcher.drain())
         # every sink is flushed even when an earlier one failed (each failure is counted)
         flushed = [self._guard("sink", sink.flush) is not _FAILED for sink in self._all_sinks()]
@@ -308,6 +326,7 @@ class Pipeline:
         A source with ``low_watermarks(min_open_seq)`` (Kafka: it also knows the offsets of
         messages that gave no frames) computes them itself.
         """
+        self._settle()
         own = getattr(self.s.source, "low_watermarks", None)
         if own is not None:
             return dict(own(self._min_open_seq))
@@ -327,6 +346,7 @@ class Pipeline:
 
     def revoke_partitions(self, parts: Sequence[int]) -> None:
         """A Kafka rebalance took ``parts`` away: end their flows, score, flush, commit."""
+        self._settle()
         for part in parts:
             self._ended(self._guard("flows", self.s.table.flush_partition, part))
         self._commit()
@@ -340,6 +360,7 @@ class Pipeline:
         the new model fails to load, keep the running one.  ``on_reload_start`` hooks run
         first and ``on_reload_done(swapped)`` hooks last, whatever happened."""
         self._reload_requested = False
+        self._settle()
         for hook in self.hooks.on_reload_start:
             self._guard("hook", hook)
         swapped = False
@@ -400,6 +421,7 @@ class Pipeline:
         """Sleep up to ``seconds`` (realtime pacing) while flows keep being scored on time;
         returns False when the pipeline is stopping."""
         self.clock.sleep(seconds)
+        self._settle()
         if self._reload_requested:  # realtime: pacing one batch may take minutes
             self.reload()
         self._release(self.s.batcher.poll())

@@ -19,6 +19,7 @@ from urllib.parse import unquote, urlsplit
 
 from .alerts import AlertPolicy
 from .app import Clock, Hooks, Pipeline, Stages
+from .app_assembly import AHEAD_DEPTH
 from .app_sources import SourceContext, open_source
 from .config import Config, ConfigError
 from .decode import SKIP_REASON_NAMES, decode
@@ -98,7 +99,8 @@ def _batch_clock(source: Source, realtime: bool) -> Callable[[], float]:
 def build_pipeline(cfg: Config, metrics: Metrics, *, source: Source | None = None,
                    realtime: bool = False, hooks: Hooks | None = None,
                    clock: Clock | None = None,
-                   reread: Callable[[], Config] | None = None) -> Pipeline:
+                   reread: Callable[[], Config] | None = None,
+                   assemble_ahead: int = AHEAD_DEPTH) -> Pipeline:
     """Open every stage the config describes and wire them into a pipeline.
 
     Args:
@@ -111,6 +113,8 @@ def build_pipeline(cfg: Config, metrics: Metrics, *, source: Source | None = Non
         reread: called on SIGHUP for the config in force then (the daemon re-reads its file
             and applies its flags again), so the model, threshold and allow-list reload
             together; a config that no longer validates refuses the reload.  Default: ``cfg``.
+        assemble_ahead: batches the flow table may run ahead of scoring on its worker thread
+            (0: none, on the pipeline's thread; :mod:`netwarden.app_assembly`).
 
     Raises:
         ConfigError, UserError, CaptureError, ModelError, SinkError: one-line user errors.
@@ -140,7 +144,7 @@ def build_pipeline(cfg: Config, metrics: Metrics, *, source: Source | None = Non
         stack.pop_all()  # success: the pipeline owns and closes everything now
     commit_s = float(getattr(source, "commit_interval_s", 1.0))  # a Kafka source may say
     pipe = Pipeline(stages, metrics, realtime=realtime, commit_interval_s=commit_s, hooks=hooks,
-                    clock=clock)
+                    clock=clock, assemble_ahead=assemble_ahead)
     on_revoke = getattr(source, "on_revoke", None)
     if on_revoke is not None:  # Kafka rebalance: end the partitions' flows and commit them
         on_revoke(pipe.revoke_partitions)

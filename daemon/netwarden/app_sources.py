@@ -29,6 +29,7 @@ from .config import Config, ConfigError, Url, allow_url_scheme, parse_source_url
 from .exitcodes import BAD_INPUT, UserError
 from .metrics import Metrics
 from .packets import FrameBatch
+from .readahead import ReadAhead
 from .stages import Source
 
 log = logging.getLogger(__name__)
@@ -123,7 +124,9 @@ class PcapSource:
     index.  Capture-reader skips are counted in ``frames_skipped{reason}``.
 
     Every file is opened (header checked) when the source is built, so a bad file fails fast
-    with a one-line ``CaptureError``; frames are read lazily.
+    with a one-line ``CaptureError``; frames are read lazily, one batch ahead on a worker
+    thread (:class:`~netwarden.readahead.ReadAhead`): the next batch is read while the
+    pipeline decodes this one.  ``frames_per_file`` counts the batches handed out.
     """
 
     name = "pcap"
@@ -136,18 +139,20 @@ class PcapSource:
         self._metrics = metrics
         self._max_frames = max_frames
         self._reader: CaptureReader | None = None
+        self._ahead: ReadAhead[FrameBatch] | None = None
         for p in self.paths:  # fail fast: every header is checked before any frame is read
             open_capture(p, max_frames=1).close()
 
     def __iter__(self) -> Iterator[FrameBatch]:
         for i, path in enumerate(self.paths):
-            with open_capture(path, part=i, max_frames=self._max_frames) as reader:
-                self._reader = reader
-                for batch in reader:
+            with (open_capture(path, part=i, max_frames=self._max_frames) as reader,
+                  ReadAhead(iter(reader), "netwarden-pcap") as ahead):
+                self._reader, self._ahead = reader, ahead
+                for batch in ahead:
                     self.frames_per_file[str(path)] += len(batch)
                     yield batch
                 self._count_skips(reader.skips)
-            self._reader = None
+            self._reader = self._ahead = None
             log.info("%s: %d frames", path, self.frames_per_file[str(path)])
 
     def _count_skips(self, skips: dict[str, int]) -> None:
@@ -158,6 +163,9 @@ class PcapSource:
                 self._metrics.frames_skipped.labels(reason=reason).inc(n)
 
     def close(self) -> None:
+        if self._ahead is not None:  # first: the worker may be reading from the mapping
+            self._ahead.close()
+            self._ahead = None
         if self._reader is not None:
             self._reader.close()
             self._reader = None

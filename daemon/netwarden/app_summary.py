@@ -5,6 +5,7 @@ read it."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +50,19 @@ class Summary:
                 "errors": dict(self.errors), "elapsed_s": round(self.elapsed_s, 3),
                 "packets_per_s": round(rate, 1), "files": dict(self.files)}
 
+def add_counts(counter: Counter[str], names: Sequence[str], counts: Any,
+               metric: Any = None) -> None:
+    """Add each non-zero ``counts[i]`` under ``names[i]`` to ``counter`` and, when given, to
+    the counter ``metric`` labelled ``reason=names[i]``.
+
+    >>> c = Counter(); add_counts(c, ["fin", "rst", "idle"], np.array([2, 0, 5])); c
+    Counter({'idle': 5, 'fin': 2})
+    """
+    for name, count in zip(names, np.asarray(counts).tolist(), strict=False):
+        if count:
+            counter[name] += count
+            if metric is not None:
+                metric.labels(reason=name).inc(count)
 
 
 def flow_label_index(benign_index: int, scores: Any, threshold: float) -> Any:

@@ -102,7 +102,7 @@ def decode(batch: FrameBatch) -> tuple[PacketArray, npt.NDArray[np.int64]]:
     return out[:k], skips
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _decode_frames(data, frames, out, skips):  # type: ignore[no-untyped-def]
     offsets, caplen, wirelen, ts_ns, linktype, part, seq = frames
     size = data.shape[0]

@@ -125,7 +125,7 @@ def rd32(buf, p, swap):  # type: ignore[no-untyped-def]
     )
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def scan_pcap(buf, state, skips, hdr, limits, out):  # type: ignore[no-untyped-def]
     """Find up to ``limits[0]`` records from ``state[ST_POS]``; return how many were stored.
 

@@ -200,7 +200,7 @@ def _add_interface(buf, body, bend, state, ifaces):  # type: ignore[no-untyped-d
         state[ST_NIF] = nif + 1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def scan_pcapng(buf, state, skips, ifaces, limits, out):  # type: ignore[no-untyped-def]
     """Find up to ``limits[0]`` frames from ``state[ST_POS]``; return how many were stored.
 

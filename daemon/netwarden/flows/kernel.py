@@ -151,7 +151,7 @@ def _deadline(ti: np.ndarray, ci: np.ndarray, prm: np.ndarray, s: Num) -> Num:
     return d
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def sweep(now, keys, ti, ci, cf, index, free, ctrl, due, prm, out_meta, out_feat) -> None:  # type: ignore[no-untyped-def]
     """End every flow that is due at ``now`` (idle, active, closed past its grace)."""
     for s in range(due.shape[0]):
@@ -264,7 +264,7 @@ def _packet(p, ts, keys, ti, ci, cf, index, free, ctrl, due, prm, out_meta, out_
     return ST_DONE
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def update(pk, start, keys, ti, ci, cf, index, free, ctrl, due, prm, out_meta, out_feat):  # type: ignore[no-untyped-def]
     """Consume ``pk[start:]``; return (next packet index, ST_* status).
 

@@ -219,7 +219,7 @@ class FlowTable:
         return N_KCOLS * 8 + K.N_TCOLS * 8 + BYTES_PER_FLOW + index_share + 4 + 8
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def _flush_kernel(part, reason, keys, ti, ci, cf, index, free, ctrl, due, out_meta, out_feat):  # type: ignore[no-untyped-def]
     for s in range(ti.shape[0]):
         if ti[s, K.T_STATE] != K.S_FREE and (part == -2 or ti[s, K.T_PART] == part):
