@@ -39,3 +39,6 @@ if [ "$dev" = 1 ]; then
 else
     .venv/bin/pip install -q -e .
 fi
+# Byte-compile the editable package once, as a regular install does: where
+# PYTHONDONTWRITEBYTECODE is set nothing caches it, and every start compiles ~80 modules again.
+.venv/bin/python -m compileall -q daemon training >/dev/null
