@@ -7,8 +7,9 @@ alert gate (held lone flows are decided, open summaries written) and flushes the
 inside a stage is logged and counted in ``errors{stage}``; the loop goes on with the next
 batch.  The flow table runs on a worker thread a few batches ahead of scoring
 (:mod:`netwarden.app_assembly`; a file source also reads one batch ahead), with the same
-results as on one thread.  Building a pipeline from a config lives in :mod:`netwarden.app_build`; the stage,
-hook and clock types in :mod:`netwarden.app_stages`.
+results as on one thread.  Building a pipeline from a config lives in
+:mod:`netwarden.app_build`; the stage, hook, clock and error-guard types in
+:mod:`netwarden.app_stages`.
 
 Service hooks: ``on_stop`` runs once, as soon as a stop is requested (from the SIGTERM handler,
 before the final flush); ``on_reload_start`` / ``on_reload_done(swapped)`` bracket every
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
@@ -33,10 +34,10 @@ import numpy as np
 from .alerts import Decided
 from .app_assembly import AHEAD_DEPTH, Assembler, Job
 from .app_pace import Pacer, frame_seq_marks
-from .app_stages import Clock, Hooks, Stages
+from .app_stages import FAILED as _FAILED
+from .app_stages import Clock, Guard, Hooks, Stages
 from .app_summary import Summary, add_counts, alert_label, flow_label_index
 from .capture import READER_SKIP_NAMES
-from .exitcodes import user_error_code
 from .flows.params import EndedFlows, EndReason
 from .metrics import Metrics
 from .packets import FrameBatch
@@ -87,7 +88,8 @@ class Pipeline:
         self._reload_requested = False
         self._finished = False
         self._assembler = Assembler(stages.table, assemble_ahead)
-        self._logged_errors: set[str] = set()
+        # every stage call: an exception is counted in errors{stage}, logged, and the loop goes on
+        self._guard = Guard(metrics.errors, self.summary.errors, log)
         self._init_series()
 
     def _init_series(self) -> None:
@@ -401,22 +403,6 @@ class Pipeline:
             self._guard("hook", hook, model)
         return True
 
-    # --- errors ------------------------------------------------------------------------------
-
-    def _guard(self, stage: str, fn: Callable[..., Any], *args: Any) -> Any:
-        """``fn(*args)``; on an exception count ``errors{stage}``, log, return ``_FAILED``."""
-        try:
-            return fn(*args)
-        except Exception as e:  # a stage failure must not stop the loop; counted and logged
-            self.m.errors.labels(stage=stage).inc()
-            self.summary.errors[stage] += 1
-            if stage not in self._logged_errors and user_error_code(e) is None:
-                self._logged_errors.add(stage)  # a bug, first time: with the traceback
-                log.exception("error in stage %s", stage)
-            else:
-                log.error("error in stage %s: %s", stage, e)
-            return _FAILED
-
     def _sleep_slice(self, seconds: float) -> bool:
         """Sleep up to ``seconds`` (realtime pacing) while flows keep being scored on time;
         returns False when the pipeline is stopping."""
@@ -427,5 +413,3 @@ class Pipeline:
         self._release(self.s.batcher.poll())
         return not self._stopping
 
-
-_FAILED: Any = object()  # what :meth:`Pipeline._guard` returns when the step raised

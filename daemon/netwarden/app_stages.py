@@ -3,16 +3,21 @@ register, and the injected clock.  Re-exported by :mod:`netwarden.app`."""
 
 from __future__ import annotations
 
+import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .exitcodes import user_error_code
 from .flows.params import EndedFlows
 from .packets import FrameBatch
 from .stages import Document, Sink, Source
 
-__all__ = ["Clock", "Hooks", "Stages"]
+__all__ = ["FAILED", "Clock", "Guard", "Hooks", "Stages"]
+
+FAILED: Any = object()  # what a :class:`Guard` returns when the step raised
 
 
 @dataclass
@@ -60,3 +65,33 @@ class Clock:
     wall: Callable[[], float] = time.time
     monotonic: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
+
+
+class Guard:
+    """Runs one step of a stage; an exception is counted in ``errors{stage}`` (the metric and
+    the run's summary) and logged, and :data:`FAILED` comes back, so the loop goes on.  A bug
+    (not a user error) is logged with its traceback the first time per stage.
+
+    Args:
+        errors: the ``errors`` counter metric (label ``stage``).
+        summary_errors: the run summary's errors by stage.
+        log: the logger to write to.
+    """
+
+    def __init__(self, errors: Any, summary_errors: Counter[str], log: logging.Logger) -> None:
+        self._errors, self._summary, self._log = errors, summary_errors, log
+        self._traced: set[str] = set()
+
+    def __call__(self, stage: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)``, or :data:`FAILED` when it raised."""
+        try:
+            return fn(*args)
+        except Exception as e:  # a stage failure must not stop the loop; counted and logged
+            self._errors.labels(stage=stage).inc()
+            self._summary[stage] += 1
+            if stage not in self._traced and user_error_code(e) is None:
+                self._traced.add(stage)
+                self._log.exception("error in stage %s", stage)
+            else:
+                self._log.error("error in stage %s: %s", stage, e)
+            return FAILED
