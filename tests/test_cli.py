@@ -316,3 +316,24 @@ def test_bad_input_is_one_line_and_its_exit_code(case: str, code: int, needle: s
     elif case == "missing source file":
         args = ["run", "--source", f"pcap://{tmp_path}/nope.pcap", "--model", str(model)]
     assert_user_error(nw(*args), code, needle)
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "False"), ("1", "True")])
+def test_cli_turns_numpys_huge_page_advice_off_unless_the_environment_says(
+    given: str | None, expected: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
+    if given is not None:
+        env["NUMPY_MADVISE_HUGEPAGE"] = given
+    probe = (
+        "from netwarden import cli\n"
+        "try:\n"
+        "    cli.main(['--version'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "import numpy\n"  # after main: numpy reads the variable when it is imported
+        "print(numpy._core.multiarray._set_madvise_hugepage(True))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
+                         text=True, timeout=60, check=True)
+    assert out.stdout.split()[-1] == expected
