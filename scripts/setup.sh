@@ -40,5 +40,6 @@ else
     .venv/bin/pip install -q -e .
 fi
 # Byte-compile the editable package once, as a regular install does: where
-# PYTHONDONTWRITEBYTECODE is set nothing caches it, and every start compiles ~80 modules again.
+# PYTHONDONTWRITEBYTECODE is set nothing caches it, and every start compiles the ~50 modules a
+# replay imports again.
 .venv/bin/python -m compileall -q daemon training >/dev/null
